@@ -1,0 +1,36 @@
+// Turns the mask arguments every op shares into a checked MaskSpec.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <string>
+#include <vector>
+
+#include "../mask_spec.h"
+
+namespace maskattn {
+
+struct MaskArgs {
+  std::optional<at::Tensor> mask;  // explicit, broadcastable to (batch, heads, q_len, k_len)
+  bool causal = false;
+  std::string align = "top_left";
+  std::optional<int64_t> window_left, window_right;
+  std::optional<at::Tensor> q_lengths, k_lengths, key_mask;
+};
+
+// A MaskSpec plus the tensors its pointers refer to (converted copies of small inputs).
+struct PreparedMask {
+  MaskSpec spec;
+  std::vector<at::Tensor> keep_alive;
+};
+
+// Checks every mask argument against the problem's shape and device (errors name the argument,
+// prefixed by `op`) and fills the spec. `mask_shape` is the shape the explicit mask must
+// broadcast to; it is viewed as (batch, heads, q_len, k_len).
+PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, int64_t heads,
+                          int64_t q_len, int64_t k_len, at::IntArrayRef mask_shape,
+                          const at::Device& device);
+
+ScalarKind scalar_kind_of(const at::ScalarType& t, const char* op, const char* arg);
+
+}  // namespace maskattn

@@ -1,0 +1,86 @@
+// Fused masked softmax ops: argument checks, allocation, kernel call.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+
+#include "../kernels/masked_softmax.h"
+#include "device_call.h"
+#include "mask_args.h"
+#include "ops.h"
+
+namespace maskattn {
+
+static ScalarKind float_kind(const at::Tensor& t, const char* op, const char* arg) {
+  const ScalarKind k = scalar_kind_of(t.scalar_type(), op, arg);
+  TORCH_CHECK(k != ScalarKind::Bool, op, ": ", arg, " must be a float tensor, got bool");
+  TORCH_CHECK(k != ScalarKind::Float64 || t.is_cpu(), op, ": float64 ", arg, " is supported on CPU only");
+  return k;
+}
+
+at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, double scale, bool causal,
+                             std::string_view align, OptInt window_left, OptInt window_right,
+                             const OptTensor& k_lengths, const OptTensor& key_mask) {
+  const char* op = "maskattn.masked_softmax";
+  TORCH_CHECK(scores.dim() >= 2 && scores.dim() <= 4, op,
+              ": scores must have shape (Lq, Lk), (B, Lq, Lk) or (B, H, Lq, Lk), got ", scores.sizes());
+  const ScalarKind kind = float_kind(scores, op, "scores");
+  const int64_t d = scores.dim();
+  const int64_t batch = d >= 3 ? scores.size(0) : 1;
+  const int64_t heads = d == 4 ? scores.size(1) : 1;
+  const int64_t q_len = scores.size(d - 2), k_len = scores.size(d - 1);
+  MaskArgs args;
+  args.mask = mask;
+  args.causal = causal;
+  args.align = std::string(align);
+  args.window_left = window_left;
+  args.window_right = window_right;
+  args.k_lengths = k_lengths;
+  args.key_mask = key_mask;
+  PreparedMask pm = prepare_mask(op, args, batch, heads, q_len, k_len, scores.sizes(), scores.device());
+  // rows may be strided, keys must be contiguous for vector loads
+  const at::Tensor x = scores.stride(-1) == 1 ? scores : scores.contiguous();
+  at::Tensor probs = at::empty(scores.sizes(), scores.options().memory_format(at::MemoryFormat::Contiguous));
+  if (probs.numel() == 0) return probs;
+  MaskedSoftmaxParams p;
+  p.dtype = kind;
+  p.scores = x.data_ptr();
+  p.probs = probs.data_ptr();
+  p.batch = batch;
+  p.heads = heads;
+  p.q_len = q_len;
+  p.k_len = k_len;
+  p.stride_b = d >= 3 ? x.stride(0) : 0;
+  p.stride_h = d == 4 ? x.stride(1) : 0;
+  p.stride_i = x.stride(d - 2);
+  p.scale = scale;
+  p.mask = pm.spec;
+  run_on_device(op, scores.device(), [&] { masked_softmax_fwd_cpu(p); },
+                [&](void* stream) { masked_softmax_fwd_cuda(p, stream); });
+  return probs;
+}
+
+at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale) {
+  const char* op = "maskattn.masked_softmax_backward";
+  TORCH_CHECK(grad.sizes() == probs.sizes(), op, ": grad shape ", grad.sizes(), " must equal probs shape ",
+              probs.sizes());
+  TORCH_CHECK(grad.device() == probs.device(), op, ": grad and probs must be on one device");
+  const ScalarKind kind = float_kind(probs, op, "probs");
+  TORCH_CHECK(grad.scalar_type() == probs.scalar_type(), op, ": grad dtype ", grad.scalar_type(),
+              " must equal probs dtype ", probs.scalar_type());
+  const at::Tensor g = grad.contiguous(), pr = probs.contiguous();
+  at::Tensor out = at::empty(probs.sizes(), probs.options().memory_format(at::MemoryFormat::Contiguous));
+  if (out.numel() == 0) return out;
+  MaskedSoftmaxBwdParams p;
+  p.dtype = kind;
+  p.grad = g.data_ptr();
+  p.probs = pr.data_ptr();
+  p.grad_scores = out.data_ptr();
+  p.k_len = probs.size(-1);
+  p.rows = probs.numel() / p.k_len;
+  p.scale = scale;
+  run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },
+                [&](void* stream) { masked_softmax_bwd_cuda(p, stream); });
+  return out;
+}
+
+}  // namespace maskattn

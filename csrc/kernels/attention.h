@@ -1,0 +1,56 @@
+// Torch-free entry points of the fused masked attention kernels (CPU and CUDA).
+#pragma once
+#include <cstdint>
+
+#include "../mask_spec.h"
+
+namespace maskattn {
+
+// out = softmax(q k^T * scale + mask) v, flash-style. Query head h reads kv head
+// h / (heads / kv_heads). q/k/v: element strides for batch, head and row; the last dim is
+// contiguous. out (batch, heads, q_len, v_head_dim), lse (batch, heads, q_len) float32 and
+// weights (batch, heads, q_len, k_len, optional) are contiguous and written by the kernel.
+// Rows that attend to nothing: out 0, lse -inf, weights 0.
+struct AttentionFwdParams {
+  ScalarKind dtype = ScalarKind::Float32;
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;
+  void* weights = nullptr;  // null unless the caller asked for the probabilities
+  int64_t batch = 1, heads = 1, kv_heads = 1, q_len = 0, k_len = 0, head_dim = 0, v_head_dim = 0;
+  int64_t q_stride_b = 0, q_stride_h = 0, q_stride_i = 0;
+  int64_t k_stride_b = 0, k_stride_h = 0, k_stride_j = 0;
+  int64_t v_stride_b = 0, v_stride_h = 0, v_stride_j = 0;
+  double scale = 1.0;
+  MaskSpec mask;
+};
+
+// Gradients from the saved lse, probabilities recomputed tile by tile.
+// out, dout: contiguous (batch, heads, q_len, v_head_dim). dlse: contiguous float32
+// (batch, heads, q_len) or null (gradient flowing into lse). dweights: contiguous
+// (batch, heads, q_len, k_len) in dtype, or null (gradient flowing into the weights).
+// dq (batch, heads, q_len, head_dim), dk (batch, kv_heads, k_len, head_dim),
+// dv (batch, kv_heads, k_len, v_head_dim): contiguous, written (not accumulated) by the kernel.
+// workspace_f32: zero-filled float32 scratch of attention_bwd_workspace_floats(p) elements.
+struct AttentionBwdParams {
+  AttentionFwdParams fwd;  // inputs, shapes, strides, scale, mask; fwd.out = out, fwd.lse = lse
+  const void* dout = nullptr;
+  const float* dlse = nullptr;
+  const void* dweights = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  float* workspace_f32 = nullptr;
+};
+
+int64_t attention_bwd_workspace_floats_cpu(const AttentionBwdParams& p);
+void masked_attention_fwd_cpu(const AttentionFwdParams& p);
+void masked_attention_bwd_cpu(const AttentionBwdParams& p);
+
+int64_t attention_bwd_workspace_floats_cuda(const AttentionBwdParams& p);
+void masked_attention_fwd_cuda(const AttentionFwdParams& p, void* stream);
+void masked_attention_bwd_cuda(const AttentionBwdParams& p, void* stream);
+
+}  // namespace maskattn

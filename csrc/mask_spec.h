@@ -1,0 +1,115 @@
+// The one description of an attention mask, shared by every kernel on every device.
+//
+// Which key j a query row i of sequence b (head h) may attend is decided here and nowhere else:
+//   * lengths: rows i >= q_len_of(b) attend to nothing, keys j >= k_len_of(b) are masked;
+//   * band: with aligned position p = i + offset(b) (offset 0 top_left, k_len - q_len bottom_right,
+//     per sequence when lengths are given), key j is allowed iff p - left <= j <= p + right,
+//     a negative bound meaning unbounded (causal folds into right = 0);
+//   * key_mask[b, j] (true = may attend) and an explicit boolean mask[b, h, i, j];
+//   * an explicit float mask is additive: it never disallows a key, it adds to the scaled score
+//     (-inf there simply gives probability 0).
+// All parts combine with AND. A row whose keys are all disallowed produces zeros.
+#pragma once
+#include <cstdint>
+
+#include "host_device.h"
+#include "scalar_kind.h"
+
+namespace maskattn {
+
+enum class TileState : int32_t { Empty = 0, Full = 1, Partial = 2 };
+
+// Half-open range [begin, end) of keys a row may attend before the element-wise masks.
+struct KeyRange {
+  int64_t begin;
+  int64_t end;
+  MA_HD bool empty() const { return end <= begin; }
+};
+
+struct MaskSpec {
+  int64_t batch = 1, heads = 1, q_len = 0, k_len = 0;
+  bool bottom_right = false;
+  int64_t window_left = -1;   // < 0: unbounded
+  int64_t window_right = -1;  // < 0: unbounded; causal is 0
+  const int64_t* q_lengths = nullptr;  // (batch,) on the kernel's device, or null
+  const int64_t* k_lengths = nullptr;  // (batch,) on the kernel's device, or null
+  const uint8_t* key_mask = nullptr;   // [b * key_mask_stride_b + j * key_mask_stride_j], 1 = attend
+  int64_t key_mask_stride_b = 0, key_mask_stride_j = 1;
+  const void* mask = nullptr;  // explicit mask, broadcast through zero strides
+  ScalarKind mask_kind = ScalarKind::Bool;
+  int64_t mask_stride_b = 0, mask_stride_h = 0, mask_stride_i = 0, mask_stride_j = 0;
+
+  MA_HD int64_t q_len_of(int64_t b) const { return q_lengths ? q_lengths[b] : q_len; }
+  MA_HD int64_t k_len_of(int64_t b) const { return k_lengths ? k_lengths[b] : k_len; }
+  MA_HD int64_t offset_of(int64_t b) const { return bottom_right ? k_len_of(b) - q_len_of(b) : 0; }
+
+  MA_HD bool has_bool_mask() const { return mask != nullptr && mask_kind == ScalarKind::Bool; }
+  MA_HD bool has_additive_mask() const { return mask != nullptr && mask_kind != ScalarKind::Bool; }
+  // True when some key inside key_range() can still be disallowed or biased element by element.
+  MA_HD bool has_elementwise() const { return key_mask != nullptr || mask != nullptr; }
+
+  // Band of keys left after lengths, causal and window: everything outside is masked.
+  MA_HD KeyRange key_range(int64_t b, int64_t i) const {
+    const int64_t ql = q_len_of(b), kl = k_len_of(b);
+    if (i >= ql || kl <= 0) return {0, 0};
+    const int64_t p = i + offset_of(b);
+    int64_t lo = window_left < 0 ? 0 : p - window_left;
+    int64_t hi = window_right < 0 ? kl : p + window_right + 1;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > kl ? kl : hi;
+    return {lo, hi < lo ? lo : hi};
+  }
+
+  MA_HD int64_t mask_offset(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return b * mask_stride_b + h * mask_stride_h + i * mask_stride_i + j * mask_stride_j;
+  }
+
+  // Element-wise part of the predicate, for a key already known to be inside key_range(b, i).
+  MA_HD bool allowed_in_range(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (key_mask && !key_mask[b * key_mask_stride_b + j * key_mask_stride_j]) return false;
+    if (has_bool_mask() && !static_cast<const uint8_t*>(mask)[mask_offset(b, h, i, j)]) return false;
+    return true;
+  }
+
+  // The predicate: may query row i of (b, h) attend to key j?
+  MA_HD bool allowed(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    const KeyRange r = key_range(b, i);
+    return j >= r.begin && j < r.end && allowed_in_range(b, h, i, j);
+  }
+
+  // Value an explicit float mask adds to the scaled score (0 without one).
+  MA_HD float additive(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (!has_additive_mask()) return 0.f;
+    const int64_t o = mask_offset(b, h, i, j);
+    switch (mask_kind) {
+      case ScalarKind::Float32: return static_cast<const float*>(mask)[o];
+      case ScalarKind::Float16: return half_bits_to_float(static_cast<const uint16_t*>(mask)[o]);
+      case ScalarKind::BFloat16: return bf16_bits_to_float(static_cast<const uint16_t*>(mask)[o]);
+      case ScalarKind::Float64: return (float)static_cast<const double*>(mask)[o];
+      default: return 0.f;
+    }
+  }
+
+  // Tile of rows [i0, i1) and keys [j0, j1): Empty (skip it), Full (every pair allowed, no
+  // additive term: no mask arithmetic needed) or Partial (evaluate the predicate). Conservative:
+  // Partial is always a correct answer. Relies on key_range bounds being monotone in i.
+  MA_HD TileState classify_tile(int64_t b, int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
+    const int64_t ql = q_len_of(b), kl = k_len_of(b);
+    const int64_t last_row = (i1 < ql ? i1 : ql) - 1;
+    const int64_t last_key = (j1 < kl ? j1 : kl) - 1;
+    if (last_row < i0 || last_key < j0) return TileState::Empty;
+    const int64_t p_first = i0 + offset_of(b), p_last = last_row + offset_of(b);
+    // rows' upper bounds grow with i: the last row reaches furthest right
+    if (window_right >= 0 && p_last + window_right < j0) return TileState::Empty;
+    // rows' lower bounds grow with i: the first row reaches furthest left
+    if (window_left >= 0 && p_first - window_left > last_key) return TileState::Empty;
+    const bool rows_complete = i1 <= ql, keys_complete = j1 <= kl;
+    const bool left_ok = window_left < 0 || p_last - window_left <= j0;
+    const bool right_ok = window_right < 0 || p_first + window_right >= j1 - 1;
+    if (rows_complete && keys_complete && left_ok && right_ok && !has_elementwise())
+      return TileState::Full;
+    return TileState::Partial;
+  }
+};
+
+}  // namespace maskattn

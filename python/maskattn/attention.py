@@ -1,0 +1,48 @@
+"""Fused masked attention: softmax(q k^T * scale + mask) v, flash-style."""
+import math
+from typing import Optional
+
+import torch
+
+from ._args import check_align, check_tensor, split_window
+from ._ops import ops
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
+                     causal: bool = False, align: str = "top_left", window=None,
+                     q_lengths: Optional[torch.Tensor] = None, k_lengths: Optional[torch.Tensor] = None,
+                     key_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+                     return_weights: bool = False, return_lse: bool = False):
+    """``softmax(q k^T * scale + mask) v`` with online softmax and no ``Lq x Lk`` buffer.
+
+    q ``(B, H, Lq, D)``, k ``(B, Hkv, Lk, D)``, v ``(B, Hkv, Lk, Dv)`` with ``H % Hkv == 0``
+    (query head ``h`` uses kv head ``h // (H // Hkv)``); output ``(B, H, Lq, Dv)`` in q's dtype.
+    ``scale`` defaults to ``1/sqrt(D)``. Masks (all combined with AND, True = may attend):
+    explicit ``mask`` (bool or additive float, broadcastable to ``(B, H, Lq, Lk)``), ``causal``
+    with ``align`` ("top_left": ``j <= i``; "bottom_right": ``j <= i + Lk - Lq`` per sequence),
+    ``window=(left, right)``, ``q_lengths``/``k_lengths`` ``(B,)`` and ``key_mask`` ``(B, Lk)``.
+    Implicit masks are never materialised and wholly masked tiles are skipped.
+
+    Returns ``out``, or ``(out, weights)``, ``(out, lse)``, ``(out, weights, lse)``: weights
+    ``(B, H, Lq, Lk)`` in q's dtype, lse ``(B, H, Lq)`` float32, the natural log-sum-exp of the
+    scaled masked scores. A row that may attend to no key (padded query, all keys masked) gives
+    output 0, weights 0, lse ``-inf`` and zero gradient, never NaN. Differentiable in q, k, v
+    (and through ``lse`` and ``weights`` when returned).
+    """
+    fn = "masked_attention"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(t, name, fn, dims=4)
+    check_tensor(mask, "mask", fn)
+    check_align(align, fn)
+    left, right = split_window(window, fn)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    out, lse, weights = ops.masked_attention(q, k, v, mask, bool(causal), align, left, right, q_lengths, k_lengths,
+                                             key_mask, float(scale), bool(return_weights))
+    if return_weights and return_lse:
+        return out, weights, lse
+    if return_weights:
+        return out, weights
+    if return_lse:
+        return out, lse
+    return out
