@@ -23,10 +23,10 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Per-thread fp32 scratch, reused across work items.
 struct ForwardScratch {
-  FloatBuffer q, s, out, row_max, row_sum, alpha, lse, bias;
-  ForwardScratch(const AttentionGeometry& g)
-      : q(kBlockQ * g.d), s(kBlockQ * kBlockK), out(kBlockQ * g.dv_pad), row_max(kBlockQ), row_sum(kBlockQ),
-        alpha(kBlockQ), lse(kBlockQ), bias(kBlockK) {}
+  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias;
+  explicit ForwardScratch(const AttentionGeometry& g)
+      : q(kBlockQ * g.d), s(kBlockQ * kBlockK), out(kBlockQ * g.dv_pad), row_max(kBlockQ),
+        row_sum16(kBlockQ * kLanes), alpha(kBlockQ), lse(kBlockQ), bias(kBlockK) {}
 };
 
 struct ForwardItem {
@@ -70,15 +70,17 @@ struct ForwardItem {
     const float scale = (float)p.scale;
     const int64_t q_off = b * p.q_stride_b + h * p.q_stride_h + i0() * p.q_stride_i;
     for (int64_t r = 0; r < rows; ++r) load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, scale, w.q.get() + r * g.d, g.d);
-    float *m = w.row_max.get(), *l = w.row_sum.get(), *out = w.out.get();
-    for (int64_t r = 0; r < rows; ++r) m[r] = kNegInf, l[r] = 0.f;
+    float *m = w.row_max.get(), *l16 = w.row_sum16.get(), *out = w.out.get();
+    std::fill(m, m + kBlockQ, kNegInf);  // whole vectors: online_softmax_tile reads 16 rows at once
+    std::fill(w.alpha.get(), w.alpha.get() + kBlockQ, 0.f);
+    std::fill(l16, l16 + rows * kLanes, 0.f);
     std::fill(out, out + rows * g.dv_pad, 0.f);
     for (int64_t kt = span.first; kt <= span.last; ++kt) {
       const TileState state = tile_state(p.mask, g, b, qt, kt);
       if (state == TileState::Empty) continue;
       int64_t cols;
       scores(rows, kt, state, &cols);
-      online_softmax_tile(rows, cols, w.s.get(), kBlockK, m, l, w.alpha.get());
+      online_softmax_tile(rows, cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
       int64_t ldv;
       const float* v = keys.v_rows(b, hk(), kt, &ldv);
       gemm_tile(rows, g.dv_pad, g.keys_in(kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, out, g.dv_pad,
@@ -86,9 +88,10 @@ struct ForwardItem {
     }
     const int64_t bh_row = (b * g.heads + h) * g.q_len + i0();
     for (int64_t r = 0; r < rows; ++r) {
-      if (l[r] > 0.f) {
-        store_row(p.dtype, out + r * g.dv_pad, g.dv, 1.f / l[r], p.out, (bh_row + r) * g.dv);
-        lse[r] = m[r] + std::log(l[r]);
+      const float l = tree_sum16(load16(l16 + r * kLanes));
+      if (l > 0.f) {
+        store_row(p.dtype, out + r * g.dv_pad, g.dv, 1.f / l, p.out, (bh_row + r) * g.dv);
+        lse[r] = m[r] + std::log(l);
       } else {
         zero_row(p.dtype, p.out, (bh_row + r) * g.dv, g.dv);
         lse[r] = kNegInf;
