@@ -83,10 +83,10 @@ struct BackwardPass {
   }
 };
 
-// Runs fn(item, scratch) over items largest cost first, dynamically scheduled.
+// Runs fn(item, scratch) over items in schedule_order, dynamically scheduled.
 template <typename Fn>
-void run_items(const AttentionGeometry& g, const std::vector<int64_t>& cost, Fn&& fn) {
-  const std::vector<int64_t> order = largest_first(cost);
+void run_items(const AttentionGeometry& g, const std::vector<int64_t>& cost, int64_t group_size, Fn&& fn) {
+  const std::vector<int64_t> order = schedule_order(cost, group_size);
   const int64_t items = (int64_t)order.size();
 #pragma omp parallel
   {
@@ -118,21 +118,21 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
     std::vector<int64_t> cost((size_t)pairs, 0);
     for (int64_t it = 0; it < pairs; ++it)
       for (int64_t kt = 0; kt < g.k_tiles; ++kt) cost[it] += query_spans[(it / g.kv_heads) * g.k_tiles + kt].non_empty;
-    run_items(g, cost, [&](int64_t it, BackwardScratch& w) {
+    run_items(g, cost, /*group_size=*/(int64_t)cost.size(), [&](int64_t it, BackwardScratch& w) {
       for (int64_t kt = 0; kt < g.k_tiles; ++kt) pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
     });
   } else {
     std::vector<int64_t> cost((size_t)(pairs * g.k_tiles));
     for (int64_t it = 0; it < (int64_t)cost.size(); ++it)
       cost[it] = query_spans[(it / (g.kv_heads * g.k_tiles)) * g.k_tiles + it % g.k_tiles].non_empty;
-    run_items(g, cost, [&](int64_t it, BackwardScratch& w) {
+    run_items(g, cost, g.k_tiles, [&](int64_t it, BackwardScratch& w) {
       const int64_t kt = it % g.k_tiles, hk = (it / g.k_tiles) % g.kv_heads, b = it / (g.kv_heads * g.k_tiles);
       pass.key_tile(b, hk, kt, w, /*with_q=*/false);
     });
     std::vector<int64_t> q_cost((size_t)(g.batch * g.heads * g.q_tiles));
     for (int64_t it = 0; it < (int64_t)q_cost.size(); ++it)
       q_cost[it] = key_spans[(it / (g.heads * g.q_tiles)) * g.q_tiles + it % g.q_tiles].non_empty;
-    run_items(g, q_cost, [&](int64_t it, BackwardScratch& w) {
+    run_items(g, q_cost, g.q_tiles, [&](int64_t it, BackwardScratch& w) {
       const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
       pass.query_tile(b, h, qt, w);
     });

@@ -129,7 +129,7 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
     const int64_t qt = it % g.q_tiles, b = it / (g.heads * g.q_tiles);
     cost[it] = spans[b * g.q_tiles + qt].non_empty;
   }
-  const std::vector<int64_t> order = largest_first(cost);
+  const std::vector<int64_t> order = schedule_order(cost, g.q_tiles);
 #pragma omp parallel
   {
     ForwardScratch scratch(g);

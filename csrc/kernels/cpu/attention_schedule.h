@@ -24,9 +24,11 @@ std::vector<TileSpan> key_spans_of_query_tiles(const MaskSpec& m, const Attentio
 // (batch, k_tiles): for each key tile, the span of query tiles that attend it.
 std::vector<TileSpan> query_spans_of_key_tiles(const MaskSpec& m, const AttentionGeometry& g);
 
-// Item indices by decreasing cost: with dynamic scheduling the expensive items start first and
-// the cheap ones fill the gaps, so both threads finish together (e.g. causal long/short rows).
-std::vector<int64_t> largest_first(const std::vector<int64_t>& cost);
+// Order in which dynamically scheduled threads take items. Items come in consecutive groups of
+// group_size that read the same K/V (e.g. the query tiles of one head): groups stay in order so
+// the threads share K/V in cache, and within a group the most expensive items go first so the
+// cheap ones fill the gaps at the end (causal: long rows before short ones).
+std::vector<int64_t> schedule_order(const std::vector<int64_t>& cost, int64_t group_size);
 
 }  // namespace cpu
 }  // namespace maskattn
