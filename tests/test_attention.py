@@ -129,16 +129,19 @@ def test_non_contiguous_inputs(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mask_shape", [(1, 1, 9, 23), (3, 1, 1, 23), (23,), (3, 4, 9, 23), (9, 1)])
-@pytest.mark.parametrize("additive", [False, True])
-def test_explicit_mask_broadcast(device, mask_shape, additive):
-    if additive:
+@pytest.mark.parametrize("mask_dtype", [torch.bool, torch.float32, torch.bfloat16])
+def test_explicit_mask_broadcast(device, mask_shape, mask_dtype):
+    if mask_dtype == torch.bool:
+        mask = torch.rand(mask_shape, device=device) > 0.3
+    else:
         mask = torch.randn(mask_shape, device=device)
         mask[torch.rand(mask_shape, device=device) > 0.7] = NEG_INF
-    else:
-        mask = torch.rand(mask_shape, device=device) > 0.3
+        mask = mask.to(mask_dtype)
+    key_mask = torch.rand(3, 23, device=device) > 0.2
     for dtype in dtypes_for(device):
         q, k, v = qkv(3, 4, 2, 9, 23, 16, 16, device, dtype)
         check_against_reference(q, k, v, f"{mask_shape} {dtype}", mask=mask, window=(None, 12))
+        check_against_reference(q, k, v, f"{mask_shape} {dtype} key_mask", mask=mask, key_mask=key_mask)
 
 
 @pytest.mark.parametrize("device", DEVICES)

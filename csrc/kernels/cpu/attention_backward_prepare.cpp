@@ -32,7 +32,7 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
   const int64_t items = g.batch * g.heads * g.q_tiles;
 #pragma omp parallel
   {
-    FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(kBlockK);
+    FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(2 * kBlockK);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);

@@ -26,7 +26,7 @@ struct ForwardScratch {
   FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias;
   explicit ForwardScratch(const AttentionGeometry& g)
       : q(kBlockQ * g.d), s(kBlockQ * kBlockK), out(kBlockQ * g.dv_pad), row_max(kBlockQ),
-        row_sum16(kBlockQ * kLanes), alpha(kBlockQ), lse(kBlockQ), bias(kBlockK) {}
+        row_sum16(kBlockQ * kLanes), alpha(kBlockQ), lse(kBlockQ), bias(2 * kBlockK) {}
 };
 
 struct ForwardItem {
