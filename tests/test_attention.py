@@ -179,6 +179,27 @@ def test_fully_masked_rows(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_garbage_in_padding_is_never_read(device):
+    """NaN past q_lengths / k_lengths (an uninitialised KV cache) changes nothing."""
+    b, h, lq, lk = 2, 2, 70, 150
+    q_lengths, k_lengths = torch.tensor([70, 33], device=device), torch.tensor([150, 81], device=device)
+    for dtype in dtypes_for(device):
+        q, k, v = qkv(b, h, 1, lq, lk, 32, 32, device, dtype, requires_grad=False)
+        clean = [t.clone().requires_grad_() for t in (q, k, v)]
+        q[1, :, 33:] = float("nan")
+        k[1, :, 81:] = float("nan")
+        v[1, :, 81:] = float("nan")
+        dirty = [t.requires_grad_() for t in (q, k, v)]
+        kw = {"q_lengths": q_lengths, "k_lengths": k_lengths, "causal": True, "align": "bottom_right"}
+        outs = [ma.masked_attention(*t, **kw) for t in (clean, dirty)]
+        assert torch.equal(outs[0], outs[1])
+        g = torch.randn_like(outs[0])
+        grads = [torch.autograd.grad(o, t, g) for o, t in zip(outs, (clean, dirty))]
+        for gc, gd in zip(*grads):
+            assert torch.equal(gc, gd)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_return_signatures(device):
     q, k, v = qkv(2, 2, 2, 5, 6, 8, 8, device, torch.float32, requires_grad=False)
     assert isinstance(ma.masked_attention(q, k, v), torch.Tensor)
@@ -225,11 +246,12 @@ def test_gradcheck_float64(kw):
     assert torch.autograd.gradcheck(lambda *t: ma.masked_attention(*t, return_weights=True, **kw), (q, k, v))
 
 
-def test_opcheck():
-    q, k, v = qkv(2, 4, 2, 5, 9, 8, 16, "cpu", torch.float32)
-    mask = torch.rand(5, 9) > 0.2
-    args = (q, k, v, mask, True, "bottom_right", 3, None, torch.tensor([5, 2]), torch.tensor([9, 4]),
-            torch.rand(2, 9) > 0.3, 0.4, True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    q, k, v = qkv(2, 4, 2, 5, 9, 8, 16, device, torch.float32)
+    mask = torch.rand(5, 9, device=device) > 0.2
+    args = (q, k, v, mask, True, "bottom_right", 3, None, torch.tensor([5, 2], device=device),
+            torch.tensor([9, 4], device=device), torch.rand(2, 9, device=device) > 0.3, 0.4, True)
     torch.library.opcheck(torch.ops.maskattn.masked_attention, args)
     torch.library.opcheck(torch.ops.maskattn.masked_attention, (q, k, v, None, False, "top_left", None, None,
                                                                 None, None, None, 0.5, False))
@@ -239,15 +261,16 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.maskattn.masked_attention_backward, bwd_args)
 
 
-def test_compile_fullgraph_forward_backward():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_forward_backward(device):
     @torch.compile(fullgraph=True)
     def f(q, k, v, lengths):
         out, lse = ma.masked_attention(q, k, v, causal=True, k_lengths=lengths, align="bottom_right",
                                        return_lse=True)
         return (out ** 2).sum() + lse.clamp(min=-10).sum()
 
-    q, k, v = qkv(2, 4, 2, 17, 29, 16, 16, "cpu", torch.float32)
-    lengths = torch.tensor([29, 20])
+    q, k, v = qkv(2, 4, 2, 17, 29, 16, 16, device, torch.float32)
+    lengths = torch.tensor([29, 20], device=device)
     loss = f(q, k, v, lengths)
     grads = torch.autograd.grad(loss, (q, k, v))
     ref_out, _, ref_lse = reference_attention(q, k, v, causal=True, k_lengths=lengths, align="bottom_right")

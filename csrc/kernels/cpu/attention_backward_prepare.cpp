@@ -1,5 +1,8 @@
 // Backward operands (fp32 q and dout, delta) and the probability recomputation shared by the passes.
 #include "attention_backward.h"
+
+#include <algorithm>
+
 #include "attention_gemm.h"
 #include "attention_rows.h"
 #include "attention_softmax_tile.h"
@@ -37,7 +40,14 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
     for (int64_t it = 0; it < items; ++it) {
       const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
       const int64_t rows = g.q_rows_in(qt), row0 = (b * g.heads + h) * g.q_len + qt * kBlockQ;
-      for (int64_t r = 0; r < rows; ++r) {
+      const int64_t live = g.live_rows_in(p.mask, b, qt);
+      for (int64_t r = live; r < rows; ++r) {
+        // padded query rows attend nothing: zeros, whatever their inputs hold
+        std::fill(ops.q.get() + (row0 + r) * g.d_pad, ops.q.get() + (row0 + r + 1) * g.d_pad, 0.f);
+        std::fill(ops.dout.get() + (row0 + r) * g.dv_pad, ops.dout.get() + (row0 + r + 1) * g.dv_pad, 0.f);
+        ops.delta.get()[row0 + r] = 0.f;
+      }
+      for (int64_t r = 0; r < live; ++r) {
         const int64_t row = row0 + r;
         load_row_f32(p.dtype, p.q, b * p.q_stride_b + h * p.q_stride_h + (qt * kBlockQ + r) * p.q_stride_i, g.d,
                      (float)p.scale, ops.q.get() + row * g.d_pad, g.d_pad);

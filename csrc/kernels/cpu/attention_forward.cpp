@@ -69,7 +69,9 @@ struct ForwardItem {
   void attend(int64_t rows, const TileSpan& span, float* lse) const {
     const float scale = (float)p.scale;
     const int64_t q_off = b * p.q_stride_b + h * p.q_stride_h + i0() * p.q_stride_i;
-    for (int64_t r = 0; r < rows; ++r) load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, scale, w.q.get() + r * g.d, g.d);
+    const int64_t live = g.live_rows_in(p.mask, b, qt);
+    for (int64_t r = 0; r < live; ++r) load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, scale, w.q.get() + r * g.d, g.d);
+    std::fill(w.q.get() + live * g.d, w.q.get() + rows * g.d, 0.f);
     float *m = w.row_max.get(), *l16 = w.row_sum16.get(), *out = w.out.get();
     std::fill(m, m + kBlockQ, kNegInf);  // whole vectors: online_softmax_tile reads 16 rows at once
     std::fill(w.alpha.get(), w.alpha.get() + kBlockQ, 0.f);
@@ -83,7 +85,7 @@ struct ForwardItem {
       online_softmax_tile(rows, cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
       int64_t ldv;
       const float* v = keys.v_rows(b, hk(), kt, &ldv);
-      gemm_tile(rows, g.dv_pad, g.keys_in(kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, out, g.dv_pad,
+      gemm_tile(rows, g.dv_pad, g.live_keys_in(p.mask, b, kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, out, g.dv_pad,
                 GemmInto::ScaleRowsAccumulate, w.alpha.get());
     }
     const int64_t bh_row = (b * g.heads + h) * g.q_len + i0();

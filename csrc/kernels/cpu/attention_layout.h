@@ -23,6 +23,14 @@ struct AttentionGeometry {
 
   int64_t q_rows_in(int64_t qt) const { return std::min(kBlockQ, q_len - qt * kBlockQ); }
   int64_t keys_in(int64_t kt) const { return std::min(kBlockK, k_len - kt * kBlockK); }
+  // Rows / keys of a tile inside the sequence's lengths. Padding past them is never read, so
+  // garbage there (e.g. an uninitialised KV cache) cannot turn 0 * NaN into NaN.
+  int64_t live_rows_in(const MaskSpec& m, int64_t b, int64_t qt) const {
+    return std::max<int64_t>(0, std::min(q_rows_in(qt), m.q_len_of(b) - qt * kBlockQ));
+  }
+  int64_t live_keys_in(const MaskSpec& m, int64_t b, int64_t kt) const {
+    return std::max<int64_t>(0, std::min(keys_in(kt), m.k_len_of(b) - kt * kBlockK));
+  }
 };
 
 inline AttentionGeometry geometry_of(const AttentionFwdParams& p) {

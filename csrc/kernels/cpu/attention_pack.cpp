@@ -47,8 +47,8 @@ PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bo
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t kt = t % g.k_tiles, bh = t / g.k_tiles, hk = bh % g.kv_heads, b = bh / g.kv_heads;
-      const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
-      if (j0 >= p.mask.k_len_of(b)) continue;  // no query attends past the sequence's keys
+      const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
+      if (n == 0) continue;  // no query attends past the sequence's keys
       float* kr = for_backward ? pk.k.get() + t * kBlockK * g.d_pad : k_stage.get();
       load_tile_rows(p.dtype, p.k, b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j, p.k_stride_j, n, g.d,
                      g.d_pad, kr);
