@@ -5,11 +5,12 @@
 // dK/dV per tile and dQ into the fp32 workspace rows of its own query heads. With too few
 // (batch, kv head) pairs to keep every thread busy, dK/dV run per (batch, kv head, key tile) and
 // dQ in a second pass per (batch, head, query tile) that recomputes P and dS.
+#include "attention_backward.h"
+
 #include <omp.h>
 
 #include <vector>
 
-#include "attention_backward.h"
 #include "attention_gemm.h"
 #include "attention_paths.h"
 #include "attention_rows.h"
@@ -43,9 +44,11 @@ struct BackwardPass {
     for (int64_t r = 0; r < rows; ++r) {
       float* dsr = ds + r * kBlockK;
       if (bp.dweights)
-        for (int64_t c = 0; c < n; ++c) dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
+        for (int64_t c = 0; c < n; ++c)
+          dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
       const f32x16 delta = splat16(ops.delta.get()[row0 + r]);
-      for (int64_t c = 0; c < cols; c += kLanes) store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
+      for (int64_t c = 0; c < cols; c += kLanes)
+        store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
     }
     if (with_kv) {
       gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, dout, g.dv_pad, w.dv.get(), g.dv_pad, GemmInto::Accumulate);
@@ -119,7 +122,8 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
     for (int64_t it = 0; it < pairs; ++it)
       for (int64_t kt = 0; kt < g.k_tiles; ++kt) cost[it] += query_spans[(it / g.kv_heads) * g.k_tiles + kt].non_empty;
     run_items(g, cost, /*group_size=*/(int64_t)cost.size(), [&](int64_t it, BackwardScratch& w) {
-      for (int64_t kt = 0; kt < g.k_tiles; ++kt) pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
+      for (int64_t kt = 0; kt < g.k_tiles; ++kt)
+        pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
     });
   } else {
     std::vector<int64_t> cost((size_t)(pairs * g.k_tiles));

@@ -1,8 +1,7 @@
 // Backward operands (fp32 q and dout, delta) and the probability recomputation shared by the passes.
-#include "attention_backward.h"
-
 #include <algorithm>
 
+#include "attention_backward.h"
 #include "attention_gemm.h"
 #include "attention_rows.h"
 #include "attention_softmax_tile.h"
@@ -68,7 +67,8 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
         for (int64_t r = 0; r < rows; ++r) {
           float acc = 0.f;
           for (int64_t c = 0; c < g.keys_in(kt); ++c)
-            acc += s.get()[r * kBlockK + c] * load_element(p.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
+            acc +=
+                s.get()[r * kBlockK + c] * load_element(p.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
           ops.delta.get()[row0 + r] += acc;
         }
       }

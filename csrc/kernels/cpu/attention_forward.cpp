@@ -25,8 +25,14 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 struct ForwardScratch {
   FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias;
   explicit ForwardScratch(const AttentionGeometry& g)
-      : q(kBlockQ * g.d), s(kBlockQ * kBlockK), out(kBlockQ * g.dv_pad), row_max(kBlockQ),
-        row_sum16(kBlockQ * kLanes), alpha(kBlockQ), lse(kBlockQ), bias(2 * kBlockK) {}
+      : q(kBlockQ * g.d),
+        s(kBlockQ * kBlockK),
+        out(kBlockQ * g.dv_pad),
+        row_max(kBlockQ),
+        row_sum16(kBlockQ * kLanes),
+        alpha(kBlockQ),
+        lse(kBlockQ),
+        bias(2 * kBlockK) {}
 };
 
 struct ForwardItem {
@@ -70,7 +76,8 @@ struct ForwardItem {
     const float scale = (float)p.scale;
     const int64_t q_off = b * p.q_stride_b + h * p.q_stride_h + i0() * p.q_stride_i;
     const int64_t live = g.live_rows_in(p.mask, b, qt);
-    for (int64_t r = 0; r < live; ++r) load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, scale, w.q.get() + r * g.d, g.d);
+    for (int64_t r = 0; r < live; ++r)
+      load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, scale, w.q.get() + r * g.d, g.d);
     std::fill(w.q.get() + live * g.d, w.q.get() + rows * g.d, 0.f);
     float *m = w.row_max.get(), *l16 = w.row_sum16.get(), *out = w.out.get();
     std::fill(m, m + kBlockQ, kNegInf);  // whole vectors: online_softmax_tile reads 16 rows at once
@@ -113,7 +120,8 @@ struct ForwardItem {
       int64_t cols;
       scores(rows, kt, state, &cols);
       probabilities_from_lse(rows, cols, w.s.get(), kBlockK, w.lse.get());
-      for (int64_t r = 0; r < rows; ++r) store_row(p.dtype, w.s.get() + r * kBlockK, n, 1.f, p.weights, (bh_row + r) * g.k_len + j0);
+      for (int64_t r = 0; r < rows; ++r)
+        store_row(p.dtype, w.s.get() + r * kBlockK, n, 1.f, p.weights, (bh_row + r) * g.k_len + j0);
     }
   }
 };

@@ -30,8 +30,8 @@ inline void keep_in_register(f32x16& v) {
 }
 
 template <int MR, int NV>
-inline void gemm_block(int64_t K, const float* a, int64_t a_row, int64_t a_k, const float* b, int64_t ldb,
-                       float* c, int64_t ldc, GemmInto into, const float* row_scale) {
+inline void gemm_block(int64_t K, const float* a, int64_t a_row, int64_t a_k, const float* b, int64_t ldb, float* c,
+                       int64_t ldc, GemmInto into, const float* row_scale) {
   // the block's products are summed on their own and then added to C: blocked summation keeps
   // long accumulations (dK, dV over thousands of query rows) as accurate as a tiled GEMM
   f32x16 acc[MR][NV];
@@ -63,12 +63,12 @@ inline void gemm_block(int64_t K, const float* a, int64_t a_row, int64_t a_k, co
 constexpr int kGemmRows = 4;
 
 template <int NV>
-inline void gemm_columns(int64_t m, int64_t K, const GemmA& a, const float* b, int64_t ldb, float* c,
-                         int64_t ldc, GemmInto into, const float* row_scale) {
+inline void gemm_columns(int64_t m, int64_t K, const GemmA& a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                         GemmInto into, const float* row_scale) {
   int64_t r = 0;
   for (; r + kGemmRows <= m; r += kGemmRows)
-    gemm_block<kGemmRows, NV>(K, a.p + r * a.row_stride, a.row_stride, a.k_stride, b, ldb, c + r * ldc, ldc,
-                              into, row_scale ? row_scale + r : nullptr);
+    gemm_block<kGemmRows, NV>(K, a.p + r * a.row_stride, a.row_stride, a.k_stride, b, ldb, c + r * ldc, ldc, into,
+                              row_scale ? row_scale + r : nullptr);
   const float* ap = a.p + r * a.row_stride;
   float* cp = c + r * ldc;
   const float* rs = row_scale ? row_scale + r : nullptr;

@@ -48,8 +48,8 @@ class FloatBuffer {
  public:
   FloatBuffer() = default;
   explicit FloatBuffer(int64_t n)
-      : data_(static_cast<float*>(::operator new[](sizeof(float) * (size_t)std::max<int64_t>(n, 1),
-                                                   std::align_val_t(64)))) {}
+      : data_(static_cast<float*>(
+            ::operator new[](sizeof(float) * (size_t)std::max<int64_t>(n, 1), std::align_val_t(64)))) {}
   float* get() const { return data_.get(); }
 
  private:

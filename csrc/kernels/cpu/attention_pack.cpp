@@ -17,9 +17,10 @@ static void transpose_into(const float* rows, int64_t n, int64_t width, int64_t 
 }
 
 // Loads rows [0, n) of a tile as fp32 (kBlockK x width_pad), zero past n and past width.
-static void load_tile_rows(ScalarKind kind, const void* src, int64_t offset, int64_t stride_j, int64_t n,
-                           int64_t width, int64_t width_pad, float* out) {
-  for (int64_t j = 0; j < n; ++j) load_row_f32(kind, src, offset + j * stride_j, width, 1.f, out + j * width_pad, width_pad);
+static void load_tile_rows(ScalarKind kind, const void* src, int64_t offset, int64_t stride_j, int64_t n, int64_t width,
+                           int64_t width_pad, float* out) {
+  for (int64_t j = 0; j < n; ++j)
+    load_row_f32(kind, src, offset + j * stride_j, width, 1.f, out + j * width_pad, width_pad);
   std::memset(out + n * width_pad, 0, sizeof(float) * (size_t)((kBlockK - n) * width_pad));
 }
 

@@ -16,8 +16,8 @@ namespace cpu {
 // far. A row with no allowed key yet keeps max -inf and gets zeros (never exp(-inf - -inf)).
 // Row sums stay 16-lane vectors (row_sum16, 16 floats a row), reduced once at the end; the
 // rescale factors of 16 rows take one vector exp. row_max, alpha: multiples of 16 floats.
-inline void online_softmax_tile(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max,
-                                float* row_sum16, float* alpha) {
+inline void online_softmax_tile(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max, float* row_sum16,
+                                float* alpha) {
   const f32x16 neg_inf = splat16(-std::numeric_limits<float>::infinity());
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = s + r * lds;

@@ -22,8 +22,8 @@ inline float key_mask_bias(const MaskSpec& m, int64_t b, int64_t j) {
 
 // Explicit mask of row i over keys j0 + [lo, hi) as a bias: 0 / -inf (bool) or the additive
 // value. Rows of contiguous bool or fp32 masks (the common materialised masks) run vectorised.
-inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo,
-                              int64_t hi, float* out) {
+inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo, int64_t hi,
+                              float* out) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t base = m.mask_offset(b, h, i, j0);
   if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Bool) {
@@ -44,13 +44,13 @@ inline i32x16 lane_index16() { return i32x16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1
 
 // s (rows x cols, row stride lds) holds the scores of rows i0.. and keys j0..; cols is a multiple
 // of 16 and may run past k_len (those keys are masked). bias: scratch of 2 * cols floats.
-inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,
-                            int64_t cols, int64_t k_len, float* s, int64_t lds, float* bias) {
+inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+                            int64_t k_len, float* s, int64_t lds, float* bias) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const bool row_varying = m.mask != nullptr && m.mask_stride_i != 0;
   const bool tile_biased = m.key_mask != nullptr || (m.mask != nullptr && !row_varying);
-  float* tile_bias = bias;        // key_mask and a mask that is the same for every row
-  float* row_bias = bias + cols;  // a mask that differs from row to row
+  float* tile_bias = bias;                               // key_mask and a mask that is the same for every row
+  float* row_bias = bias + cols;                         // a mask that differs from row to row
   const int64_t in_memory = std::min(cols, k_len - j0);  // keys past k_len must not be read
   if (tile_biased) {
     for (int64_t c = 0; c < in_memory; ++c) tile_bias[c] = key_mask_bias(m, b, j0 + c);
