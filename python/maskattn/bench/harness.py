@@ -70,7 +70,7 @@ def rates(work: Dict[str, float], ms: float, peaks: Dict[str, float], device: to
 
 def short_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
 
 
 def base_row(case: Case, method: Method) -> dict:
@@ -83,10 +83,11 @@ def base_row(case: Case, method: Method) -> dict:
 
 def run_method(case: Case, method: Method, inputs: dict, work: dict, peaks: dict, plan: TimingPlan) -> dict:
     row = base_row(case, method)
+    caught: List[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings():
-            # torch explains refused SDPA backends with warnings; the row's error says it once
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            # torch explains a refused SDPA backend in warnings: kept for the row's error, not printed
+            warnings.simplefilter("always")
             fn = method.build(inputs)
             ms = median_ms(fn, case.device, plan)
         row["ms"] = ms
@@ -94,7 +95,8 @@ def run_method(case: Case, method: Method, inputs: dict, work: dict, peaks: dict
     except Skip as exc:
         row["error"] = f"skipped: {exc}"
     except Exception as exc:  # noqa: BLE001  (any failure of one method is reported, not fatal)
-        row["error"] = short_error(exc)
+        reasons = [str(w.message).strip().splitlines()[0] for w in caught[:2] if str(w.message).strip()]
+        row["error"] = short_error(exc) + "".join(f" | {r}" for r in reasons)[:300]
     finally:
         fn = None
         if case.device.type == "cuda":

@@ -19,7 +19,7 @@ def plot_sweeps(rows: List[dict], path: str) -> Optional[str]:
     except ImportError:
         return "matplotlib is not importable"
     fig, axes = plt.subplots(1, len(sweeps), figsize=(6 * len(sweeps), 4.5), squeeze=False)
-    for ax, (sweep, methods) in zip(axes[0], sorted(sweeps.items())):
+    for ax, (sweep, methods) in zip(axes[0], sweeps.items()):  # in run order: D=64 before D=128
         for method, points in sorted(methods.items()):
             points.sort()
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
@@ -27,6 +27,7 @@ def plot_sweeps(rows: List[dict], path: str) -> Optional[str]:
         ax.set_xlabel("sequence length L (B*L = 16k tokens)")
         ax.set_ylabel("TFLOP/s (4*B*H*L*L*D, /2 causal)")
         ax.set_title(sweep)
+        ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
