@@ -43,10 +43,10 @@ def rel(paths):
 
 with_cuda, reason = cuda_decision()
 cpu_arch = os.environ.get("MASKATTN_CPU_ARCH", "native")
-cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-DMASKATTN_VERSION=\"%s\"" % VERSION]
+cxx_flags = ["-O3", "-fopenmp", "-DMASKATTN_VERSION=\"%s\"" % VERSION]
 if cpu_arch:
     cxx_flags.append("-march=%s" % cpu_arch)
-nvcc_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo",
+nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo",
               "-DMASKATTN_VERSION=\"%s\"" % VERSION]
 
 sources = rel(glob.glob(os.path.join(ROOT, "csrc/binding/*.cpp")))

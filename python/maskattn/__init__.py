@@ -5,7 +5,7 @@ and CUDA kernels. Boolean masks: True = may attend. Causal alignment is always n
 """
 import torch
 
-from . import _C
+from . import _C, nn
 from .attention import masked_attention
 from .masks import attention_mask, causal_mask, padding_mask, padding_mask_from_ids, random_token_mask
 from .softmax import masked_softmax
@@ -24,5 +24,5 @@ def build_info() -> dict:
 
 __all__ = [
     "attention_mask", "build_info", "causal_mask", "masked_attention", "masked_softmax", "padding_mask",
-    "padding_mask_from_ids", "random_token_mask",
+    "nn", "padding_mask_from_ids", "random_token_mask",
 ]

@@ -1,0 +1,148 @@
+// Backward of fused masked attention on CPU (fp32 math), FlashAttention-2 style: probabilities are
+// recomputed tile by tile from the saved lse and only non-empty tiles are visited.
+//
+// Deterministic and race-free: an item owning (batch, kv head) walks its key tiles, accumulating
+// dK/dV per tile and dQ into the fp32 workspace rows of its own query heads. With too few
+// (batch, kv head) pairs to keep every thread busy, dK/dV run per (batch, kv head, key tile) and
+// dQ in a second pass per (batch, head, query tile) that recomputes P and dS.
+#include <omp.h>
+
+#include <vector>
+
+#include "attention_backward.h"
+#include "attention_gemm.h"
+#include "attention_paths.h"
+#include "attention_rows.h"
+
+namespace maskattn {
+namespace cpu {
+namespace {
+
+struct BackwardPass {
+  const AttentionBwdParams& bp;
+  const AttentionGeometry& g;
+  const PackedKeys& keys;
+  const BackwardOperands& ops;
+  const std::vector<TileSpan>& key_spans;    // (b, q tile) -> key tiles
+  const std::vector<TileSpan>& query_spans;  // (b, key tile) -> query tiles
+
+  float* dq_rows(int64_t row) const { return bp.workspace_f32 + row * g.d_pad; }
+
+  // One (query tile, key tile) pair: P, dS, then dV += P^T dO and dK += dS^T (scale q) into the
+  // scratch tiles (with_kv) and dQ += dS K into the workspace (with_q).
+  void pair(int64_t b, int64_t h, int64_t qt, int64_t kt, TileState state, BackwardScratch& w, bool with_kv,
+            bool with_q) const {
+    const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
+    const int64_t row0 = (b * g.heads + h) * g.q_len + qt * kBlockQ, hk = h / g.group;
+    const float* q = ops.q_row(g, row0);
+    const float* dout = ops.dout_row(g, row0);
+    float *s = w.s.get(), *ds = w.ds.get();
+    recompute_probabilities(bp, g, keys, q, b, h, qt, kt, state, s, w.bias.get());
+    gemm_tile(rows, cols, g.dv, GemmA{dout, g.dv_pad, 1}, keys.v_t_tile(b, hk, kt), kBlockK, ds, kBlockK,
+              GemmInto::Overwrite);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* dsr = ds + r * kBlockK;
+      if (bp.dweights)
+        for (int64_t c = 0; c < n; ++c) dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
+      const f32x16 delta = splat16(ops.delta.get()[row0 + r]);
+      for (int64_t c = 0; c < cols; c += kLanes) store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
+    }
+    if (with_kv) {
+      gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, dout, g.dv_pad, w.dv.get(), g.dv_pad, GemmInto::Accumulate);
+      gemm_tile(n, g.d_pad, rows, GemmA{ds, 1, kBlockK}, q, g.d_pad, w.dk.get(), g.d_pad, GemmInto::Accumulate);
+    }
+    if (with_q)
+      gemm_tile(rows, g.d_pad, n, GemmA{ds, kBlockK, 1}, keys.k_rows(b, hk, kt), g.d_pad, dq_rows(row0), g.d_pad,
+                GemmInto::Accumulate);
+  }
+
+  // dK, dV of key tile kt of (b, hk), from every query tile of the group's heads; dQ too if with_q.
+  void key_tile(int64_t b, int64_t hk, int64_t kt, BackwardScratch& w, bool with_q) const {
+    const int64_t n = g.keys_in(kt), row0 = (b * g.kv_heads + hk) * g.k_len + kt * kBlockK;
+    const TileSpan& span = query_spans[b * g.k_tiles + kt];
+    std::fill(w.dk.get(), w.dk.get() + n * g.d_pad, 0.f);
+    std::fill(w.dv.get(), w.dv.get() + n * g.dv_pad, 0.f);
+    for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
+      for (int64_t qt = span.first; qt <= span.last; ++qt) {
+        const TileState state = tile_state(bp.fwd.mask, g, b, qt, kt);
+        if (state != TileState::Empty) pair(b, h, qt, kt, state, w, /*with_kv=*/true, with_q);
+      }
+    for (int64_t r = 0; r < n; ++r) {
+      store_row(bp.fwd.dtype, w.dk.get() + r * g.d_pad, g.d, 1.f, bp.dk, (row0 + r) * g.d);
+      store_row(bp.fwd.dtype, w.dv.get() + r * g.dv_pad, g.dv, 1.f, bp.dv, (row0 + r) * g.dv);
+    }
+  }
+
+  // dQ of query tile qt of (b, h) alone (split schedule).
+  void query_tile(int64_t b, int64_t h, int64_t qt, BackwardScratch& w) const {
+    const TileSpan& span = key_spans[b * g.q_tiles + qt];
+    for (int64_t kt = span.first; kt <= span.last; ++kt) {
+      const TileState state = tile_state(bp.fwd.mask, g, b, qt, kt);
+      if (state != TileState::Empty) pair(b, h, qt, kt, state, w, /*with_kv=*/false, /*with_q=*/true);
+    }
+  }
+};
+
+// Runs fn(item, scratch) over items largest cost first, dynamically scheduled.
+template <typename Fn>
+void run_items(const AttentionGeometry& g, const std::vector<int64_t>& cost, Fn&& fn) {
+  const std::vector<int64_t> order = largest_first(cost);
+  const int64_t items = (int64_t)order.size();
+#pragma omp parallel
+  {
+    BackwardScratch scratch(g);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t n = 0; n < items; ++n) fn(order[n], scratch);
+  }
+}
+
+}  // namespace
+
+int64_t attention_bwd_workspace_floats_f32_math(const AttentionBwdParams& bp) {
+  const AttentionFwdParams& p = bp.fwd;
+  return p.batch * p.heads * p.q_len * round_up16(p.head_dim);  // dQ accumulators
+}
+
+void attention_bwd_f32_math(const AttentionBwdParams& bp) {
+  const AttentionFwdParams& p = bp.fwd;
+  const AttentionGeometry g = geometry_of(p);
+  const std::vector<TileSpan> key_spans = key_spans_of_query_tiles(p.mask, g);
+  const std::vector<TileSpan> query_spans = query_spans_of_key_tiles(p.mask, g);
+  const PackedKeys keys = pack_keys(p, g, /*for_backward=*/true);
+  const BackwardOperands ops = prepare_backward(bp, g, keys, key_spans);
+  const BackwardPass pass{bp, g, keys, ops, key_spans, query_spans};
+
+  const int64_t pairs = g.batch * g.kv_heads;
+  const bool fused = pairs >= 4 * omp_get_max_threads();
+  if (fused) {
+    std::vector<int64_t> cost((size_t)pairs, 0);
+    for (int64_t it = 0; it < pairs; ++it)
+      for (int64_t kt = 0; kt < g.k_tiles; ++kt) cost[it] += query_spans[(it / g.kv_heads) * g.k_tiles + kt].non_empty;
+    run_items(g, cost, [&](int64_t it, BackwardScratch& w) {
+      for (int64_t kt = 0; kt < g.k_tiles; ++kt) pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
+    });
+  } else {
+    std::vector<int64_t> cost((size_t)(pairs * g.k_tiles));
+    for (int64_t it = 0; it < (int64_t)cost.size(); ++it)
+      cost[it] = query_spans[(it / (g.kv_heads * g.k_tiles)) * g.k_tiles + it % g.k_tiles].non_empty;
+    run_items(g, cost, [&](int64_t it, BackwardScratch& w) {
+      const int64_t kt = it % g.k_tiles, hk = (it / g.k_tiles) % g.kv_heads, b = it / (g.kv_heads * g.k_tiles);
+      pass.key_tile(b, hk, kt, w, /*with_q=*/false);
+    });
+    std::vector<int64_t> q_cost((size_t)(g.batch * g.heads * g.q_tiles));
+    for (int64_t it = 0; it < (int64_t)q_cost.size(); ++it)
+      q_cost[it] = key_spans[(it / (g.heads * g.q_tiles)) * g.q_tiles + it % g.q_tiles].non_empty;
+    run_items(g, q_cost, [&](int64_t it, BackwardScratch& w) {
+      const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
+      pass.query_tile(b, h, qt, w);
+    });
+  }
+  // dQ = scale * dS K, from the fp32 accumulators (zero for rows that attend nothing)
+  const int64_t all_rows = g.batch * g.heads * g.q_len;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < all_rows; ++row)
+    store_row(p.dtype, pass.dq_rows(row), g.d, (float)p.scale, bp.dq, row * g.d);
+}
+
+}  // namespace cpu
+}  // namespace maskattn

@@ -1,0 +1,71 @@
+// Backward operands (fp32 q and dout, delta) and the probability recomputation shared by the passes.
+#include "attention_backward.h"
+#include "attention_gemm.h"
+#include "attention_rows.h"
+#include "attention_softmax_tile.h"
+#include "attention_tile_mask.h"
+
+namespace maskattn {
+namespace cpu {
+
+void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeometry& g, const PackedKeys& keys,
+                             const float* q_tile, int64_t b, int64_t h, int64_t qt, int64_t kt, TileState state,
+                             float* s, float* bias) {
+  const AttentionFwdParams& p = bp.fwd;
+  const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
+  gemm_tile(rows, cols, g.d, GemmA{q_tile, g.d_pad, 1}, keys.k_t_tile(b, h / g.group, kt), kBlockK, s, kBlockK,
+            GemmInto::Overwrite);
+  // a Full last tile may still have padding lanes past k_len to drop
+  if (state == TileState::Partial || cols != n)
+    mask_score_tile(p.mask, b, h, qt * kBlockQ, rows, kt * kBlockK, cols, g.k_len, s, kBlockK, bias);
+  probabilities_from_lse(rows, cols, s, kBlockK, p.lse + (b * g.heads + h) * g.q_len + qt * kBlockQ);
+}
+
+BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionGeometry& g, const PackedKeys& keys,
+                                  const std::vector<TileSpan>& key_spans) {
+  const AttentionFwdParams& p = bp.fwd;
+  BackwardOperands ops;
+  const int64_t all_rows = g.batch * g.heads * g.q_len;
+  ops.q = FloatBuffer(all_rows * g.d_pad);
+  ops.dout = FloatBuffer(all_rows * g.dv_pad);
+  ops.delta = FloatBuffer(all_rows);
+  const int64_t items = g.batch * g.heads * g.q_tiles;
+#pragma omp parallel
+  {
+    FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(kBlockK);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
+      const int64_t rows = g.q_rows_in(qt), row0 = (b * g.heads + h) * g.q_len + qt * kBlockQ;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = row0 + r;
+        load_row_f32(p.dtype, p.q, b * p.q_stride_b + h * p.q_stride_h + (qt * kBlockQ + r) * p.q_stride_i, g.d,
+                     (float)p.scale, ops.q.get() + row * g.d_pad, g.d_pad);
+        float* dout = ops.dout.get() + row * g.dv_pad;
+        load_row_f32(p.dtype, bp.dout, row * g.dv, g.dv, 1.f, dout, g.dv_pad);
+        load_row_f32(p.dtype, p.out, row * g.dv, g.dv, 1.f, out_row.get(), g.dv_pad);
+        f32x16 acc = splat16(0.f);
+        for (int64_t c = 0; c < g.dv_pad; c += kLanes) acc += load16(dout + c) * load16(out_row.get() + c);
+        ops.delta.get()[row] = reduce_sum16(acc) - (bp.dlse ? bp.dlse[row] : 0.f);
+      }
+      if (!bp.dweights) continue;
+      // the weights' gradient enters the softmax through rowsum(P * dweights) too
+      const TileSpan& span = key_spans[b * g.q_tiles + qt];
+      for (int64_t kt = span.first; kt <= span.last; ++kt) {
+        const TileState state = tile_state(p.mask, g, b, qt, kt);
+        if (state == TileState::Empty) continue;
+        recompute_probabilities(bp, g, keys, ops.q_row(g, row0), b, h, qt, kt, state, s.get(), bias.get());
+        for (int64_t r = 0; r < rows; ++r) {
+          float acc = 0.f;
+          for (int64_t c = 0; c < g.keys_in(kt); ++c)
+            acc += s.get()[r * kBlockK + c] * load_element(p.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
+          ops.delta.get()[row0 + r] += acc;
+        }
+      }
+    }
+  }
+  return ops;
+}
+
+}  // namespace cpu
+}  // namespace maskattn

@@ -1,0 +1,55 @@
+// Tile sizes, derived shapes and fp32 scratch of the CPU attention kernels (fp32/fp16/bf16 inputs).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+#include "../attention.h"
+
+namespace maskattn {
+namespace cpu {
+
+constexpr int64_t kBlockQ = 64;  // query rows per tile
+constexpr int64_t kBlockK = 64;  // keys per tile
+
+inline int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct AttentionGeometry {
+  int64_t batch, heads, kv_heads, group, q_len, k_len;
+  int64_t d, d_pad, dv, dv_pad;  // head sizes and their multiples of 16 (B operands are padded)
+  int64_t q_tiles, k_tiles;
+
+  int64_t q_rows_in(int64_t qt) const { return std::min(kBlockQ, q_len - qt * kBlockQ); }
+  int64_t keys_in(int64_t kt) const { return std::min(kBlockK, k_len - kt * kBlockK); }
+};
+
+inline AttentionGeometry geometry_of(const AttentionFwdParams& p) {
+  AttentionGeometry g;
+  g.batch = p.batch, g.heads = p.heads, g.kv_heads = p.kv_heads, g.group = p.heads / p.kv_heads;
+  g.q_len = p.q_len, g.k_len = p.k_len;
+  g.d = p.head_dim, g.d_pad = round_up16(p.head_dim);
+  g.dv = p.v_head_dim, g.dv_pad = round_up16(p.v_head_dim);
+  g.q_tiles = ceil_div(p.q_len, kBlockQ), g.k_tiles = ceil_div(p.k_len, kBlockK);
+  return g;
+}
+
+// Uninitialised, cache-line aligned float buffer (every reader writes before it reads).
+class FloatBuffer {
+ public:
+  FloatBuffer() = default;
+  explicit FloatBuffer(int64_t n)
+      : data_(static_cast<float*>(::operator new[](sizeof(float) * (size_t)std::max<int64_t>(n, 1),
+                                                   std::align_val_t(64)))) {}
+  float* get() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<float, Free> data_;
+};
+
+}  // namespace cpu
+}  // namespace maskattn

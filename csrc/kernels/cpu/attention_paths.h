@@ -1,0 +1,20 @@
+// The CPU attention paths by math precision; attention_entry.cpp picks one per call.
+#pragma once
+#include <cstdint>
+
+#include "../attention.h"
+
+namespace maskattn {
+namespace cpu {
+
+// fp32, fp16, bf16 inputs: tiled, vectorised, fp32 math.
+void attention_fwd_f32_math(const AttentionFwdParams& p);
+void attention_bwd_f32_math(const AttentionBwdParams& p);
+int64_t attention_bwd_workspace_floats_f32_math(const AttentionBwdParams& p);
+
+// float64 inputs: double math row by row, the path torch.autograd.gradcheck exercises.
+void attention_fwd_f64(const AttentionFwdParams& p);
+void attention_bwd_f64(const AttentionBwdParams& p);
+
+}  // namespace cpu
+}  // namespace maskattn

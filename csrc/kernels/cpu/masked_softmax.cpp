@@ -1,0 +1,126 @@
+// CPU fused scale + mask + softmax: rows in parallel, the band of allowed keys from MaskSpec,
+// vectorised passes (max, exp-and-sum, normalise) over the band only; zeros elsewhere.
+#include <cmath>
+#include <vector>
+
+#include "../masked_softmax.h"
+#include "row_convert.h"
+#include "softmax_rows.h"
+
+namespace maskattn {
+namespace {
+
+using namespace cpu;
+
+// s[j] (j in range) = scale * s[j] + additive, or -inf where the element-wise masks say no.
+void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRange range, float scale, float* s) {
+  const float neg_inf = -__builtin_inff();
+  for (int64_t j = range.begin; j < range.end; ++j)
+    s[j] = m.allowed_in_range(b, h, i, j) ? s[j] * scale + m.additive(b, h, i, j) : neg_inf;
+}
+
+// Softmax of n floats (times `scale`) into dst; an all -inf segment becomes zeros.
+void softmax_segment(const float* s, int64_t n, float scale, float* dst) {
+  const float mx = row_max_scaled(s, n, scale);
+  if (!(mx > -__builtin_inff())) {
+    row_fill(dst, n, 0.f);
+    return;
+  }
+  const float sum = row_exp_sum(s, n, scale, mx, dst);
+  row_scale(dst, n, 1.f / sum);
+}
+
+void softmax_row_float(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64_t i, float* buf) {
+  const MaskSpec& m = p.mask;
+  const KeyRange range = m.key_range(b, i);
+  const int64_t n = range.end - range.begin, k_len = p.k_len;
+  const int64_t in_off = b * p.stride_b + h * p.stride_h + i * p.stride_i;
+  const int64_t out_off = ((b * p.heads + h) * p.q_len + i) * k_len;
+  const float scale = (float)p.scale;
+  const bool direct = p.dtype == ScalarKind::Float32;
+  float* row = direct ? static_cast<float*>(p.probs) + out_off : buf;
+  const float* src = direct ? static_cast<const float*>(p.scores) + in_off : buf;
+  float seg_scale = scale;
+  if (!direct || m.has_elementwise()) {
+    load_row_as_float(p.dtype, p.scores, in_off + range.begin, n, buf + range.begin);
+    src = buf;
+    if (m.has_elementwise()) {
+      apply_elementwise(m, b, h, i, range, scale, buf);
+      seg_scale = 1.f;
+    }
+  }
+  if (n > 0) softmax_segment(src + range.begin, n, seg_scale, row + range.begin);
+  row_fill(row, range.begin, 0.f);
+  row_fill(row + range.end, k_len - range.end, 0.f);
+  if (!direct) store_row_from_float(p.dtype, p.probs, out_off, k_len, row);
+}
+
+// float64 rows: double math throughout, so gradcheck sees the exact function.
+void softmax_row_double(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64_t i) {
+  const MaskSpec& m = p.mask;
+  const KeyRange range = m.key_range(b, i);
+  const double* x = static_cast<const double*>(p.scores) + b * p.stride_b + h * p.stride_h + i * p.stride_i;
+  double* y = static_cast<double*>(p.probs) + ((b * p.heads + h) * p.q_len + i) * p.k_len;
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < p.k_len; ++j) {
+    const bool ok = j >= range.begin && j < range.end && m.allowed_in_range(b, h, i, j);
+    y[j] = ok ? x[j] * p.scale + m.additive(b, h, i, j) : -INFINITY;
+    mx = y[j] > mx ? y[j] : mx;
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < p.k_len; ++j) {
+    y[j] = mx > -INFINITY ? std::exp(y[j] - mx) : 0.0;
+    sum += y[j];
+  }
+  const double inv = sum > 0 ? 1.0 / sum : 0.0;
+  for (int64_t j = 0; j < p.k_len; ++j) y[j] *= inv;
+}
+
+}  // namespace
+
+void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p) {
+  const int64_t rows = p.batch * p.heads * p.q_len;
+#pragma omp parallel
+  {
+    std::vector<float> buf(p.dtype == ScalarKind::Float64 ? 0 : p.k_len);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = r % p.q_len, bh = r / p.q_len, h = bh % p.heads, b = bh / p.heads;
+      if (p.dtype == ScalarKind::Float64)
+        softmax_row_double(p, b, h, i);
+      else
+        softmax_row_float(p, b, h, i, buf.data());
+    }
+  }
+}
+
+void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
+  const int64_t n = p.k_len;
+#pragma omp parallel
+  {
+    std::vector<float> g(n), pr(n);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const int64_t off = r * n;
+      if (p.dtype == ScalarKind::Float64) {
+        const double* gd = static_cast<const double*>(p.grad) + off;
+        const double* pd = static_cast<const double*>(p.probs) + off;
+        double* out = static_cast<double*>(p.grad_scores) + off;
+        double dot = 0;
+        for (int64_t j = 0; j < n; ++j) dot += gd[j] * pd[j];
+        for (int64_t j = 0; j < n; ++j) out[j] = p.scale * pd[j] * (gd[j] - dot);
+      } else if (p.dtype == ScalarKind::Float32) {
+        const float* gf = static_cast<const float*>(p.grad) + off;
+        const float* pf = static_cast<const float*>(p.probs) + off;
+        row_softmax_grad(gf, pf, n, row_dot(gf, pf, n), (float)p.scale, static_cast<float*>(p.grad_scores) + off);
+      } else {
+        load_row_as_float(p.dtype, p.grad, off, n, g.data());
+        load_row_as_float(p.dtype, p.probs, off, n, pr.data());
+        row_softmax_grad(g.data(), pr.data(), n, row_dot(g.data(), pr.data(), n), (float)p.scale, g.data());
+        store_row_from_float(p.dtype, p.grad_scores, off, n, g.data());
+      }
+    }
+  }
+}
+
+}  // namespace maskattn

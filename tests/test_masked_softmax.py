@@ -1,0 +1,189 @@
+"""Fused masked softmax forward and backward against the float64 reference."""
+import pytest
+import torch
+
+import maskattn as ma
+from maskattn.reference import reference_allowed, reference_masked_softmax
+
+from conftest import DEVICES, dtypes_for
+from tolerance import assert_rule
+
+
+def torch_same_precision(x, mask, scale, **kw):
+    """torch's own masked_fill + softmax in x's dtype: the baseline of the accuracy rule."""
+    shape = x.shape
+    b = shape[0] if x.dim() >= 3 else 1
+    h = shape[1] if x.dim() == 4 else 1
+    m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1]) if mask is not None else None
+    ok = reference_allowed(b, h, shape[-2], shape[-1], mask=m4, device=x.device, **kw).reshape(shape)
+    s = x * scale
+    if mask is not None and mask.dtype != torch.bool:
+        s = s + mask.to(x.dtype)
+    p = s.masked_fill(~ok, float("-inf")).float().softmax(-1).to(x.dtype)
+    return torch.nan_to_num(p, nan=0.0)
+
+
+def random_mask_kwargs(kind, b, lq, lk, device):
+    k_lengths = torch.randint(0, lk + 1, (b,), device=device)
+    k_lengths[0] = 0  # a sequence with no keys: fully masked rows
+    return {
+        "none": {},
+        "causal": {"causal": True},
+        "causal_br": {"causal": True, "align": "bottom_right"},
+        "window": {"window": (3, 2)},
+        "k_lengths": {"k_lengths": k_lengths},
+        "key_mask": {"key_mask": torch.rand(b, lk, device=device) > 0.4},
+        "causal_lengths_window": {"causal": True, "align": "bottom_right", "window": (5, None),
+                                  "k_lengths": k_lengths},
+    }[kind]
+
+
+MASK_KINDS = ["none", "causal", "causal_br", "window", "k_lengths", "key_mask", "causal_lengths_window"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("lq,lk", [(1, 1), (97, 97), (33, 1025), (5, 4500)])
+def test_forward_mask_kinds(device, kind, lq, lk):
+    b, h = 3, 2
+    kw = random_mask_kwargs(kind, b, lq, lk, device)
+    for dtype in dtypes_for(device):
+        x = torch.randn(b, h, lq, lk, device=device).to(dtype) * 3
+        got = ma.masked_softmax(x, scale=0.6, **kw)
+        ref = reference_masked_softmax(x, scale=0.6, **kw)
+        assert got.dtype == dtype and got.shape == x.shape
+        assert_rule(got, ref, torch_same_precision(x, None, 0.6, **kw), f"{kind} {dtype}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mask_shape", [(1, 1, 9, 23), (4, 1, 1, 23), (23,), (4, 3, 9, 23)])
+@pytest.mark.parametrize("additive", [False, True])
+def test_explicit_mask_broadcast(device, mask_shape, additive):
+    x = torch.randn(4, 3, 9, 23, device=device)
+    if additive:
+        mask = torch.randn(mask_shape, device=device)
+        mask[torch.rand(mask_shape, device=device) > 0.7] = float("-inf")
+    else:
+        mask = torch.rand(mask_shape, device=device) > 0.3
+    for dtype in dtypes_for(device):
+        xd = x.to(dtype)
+        got = ma.masked_softmax(xd, mask, scale=1.3, causal=True)
+        ref = reference_masked_softmax(xd, mask, scale=1.3, causal=True)
+        assert_rule(got, ref, torch_same_precision(xd, mask, 1.3, causal=True), f"{mask_shape} {dtype}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_finite_additive_mask_like_tensorflow(device):
+    x = torch.randn(2, 5, 6, device=device)
+    mask = torch.zeros(5, 6, device=device)
+    mask[:, 3:] = -1e9
+    got = ma.masked_softmax(x, mask)
+    assert torch.allclose(got, reference_masked_softmax(x, mask).float(), atol=2e-6)
+    assert got[..., 3:].abs().max() == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scores_layouts(device):
+    base = torch.randn(6, 40, 50, device=device)
+    x2 = base[0, :, :33]  # 2-D, strided rows
+    x3 = base.transpose(0, 1)[:, :5]  # 3-D, permuted leading dims
+    for x, kw in ((x2, {"causal": True}), (x3, {"key_mask": torch.rand(40, 50, device=device) > 0.5})):
+        got = ma.masked_softmax(x, **kw)
+        assert got.is_contiguous() and got.shape == x.shape
+        assert_rule(got, reference_masked_softmax(x, **kw), what="layout")
+    xt = torch.randn(2, 3, 50, 40, device=device).transpose(-1, -2)  # key dim not contiguous
+    assert_rule(ma.masked_softmax(xt, causal=True), reference_masked_softmax(xt, causal=True), what="transposed")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_long_rows(device):
+    lk = 70000
+    x = torch.randn(2, 3, lk, device=device) * 4
+    k_lengths = torch.tensor([lk, 65537], device=device)
+    got = ma.masked_softmax(x, k_lengths=k_lengths)
+    ref = reference_masked_softmax(x, k_lengths=k_lengths)
+    assert_rule(got, ref, torch_same_precision(x, None, 1.0, k_lengths=k_lengths), what="long rows")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fully_masked_rows_are_zero_with_zero_grad(device):
+    for dtype in dtypes_for(device):
+        x = torch.randn(2, 2, 4, 8, device=device, dtype=dtype, requires_grad=True)
+        key_mask = torch.ones(2, 8, dtype=torch.bool, device=device)
+        key_mask[1] = False
+        additive = torch.zeros(4, 8, device=device)
+        additive[2] = float("-inf")
+        y = ma.masked_softmax(x, additive, key_mask=key_mask)
+        assert not torch.isnan(y).any()
+        assert y[1].abs().max() == 0 and y[:, :, 2].abs().max() == 0
+        y.backward(torch.randn_like(y))
+        assert not torch.isnan(x.grad).any()
+        assert x.grad[1].abs().max() == 0 and x.grad[:, :, 2].abs().max() == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["none", "causal_br", "key_mask", "causal_lengths_window"])
+def test_backward_against_reference(device, kind):
+    b, h, lq, lk = 3, 2, 19, 1030
+    kw = random_mask_kwargs(kind, b, lq, lk, device)
+    x = torch.randn(b, h, lq, lk, device=device)
+    g = torch.randn(b, h, lq, lk, device=device)
+    for dtype in dtypes_for(device):
+        xd = x.to(dtype).clone().requires_grad_()
+        ma.masked_softmax(xd, scale=0.5, **kw).backward(g.to(dtype))
+        x64 = x.to(dtype).double().clone().requires_grad_()
+        reference_masked_softmax(x64, scale=0.5, **kw).backward(g.to(dtype).double())
+        xl = x.to(dtype).clone().requires_grad_()
+        torch_same_precision(xl, None, 0.5, **kw).backward(g.to(dtype))
+        assert xd.grad.dtype == dtype
+        assert_rule(xd.grad, x64.grad, xl.grad, f"grad {kind} {dtype}")
+
+
+def test_gradcheck_float64():
+    x = torch.randn(2, 2, 5, 7, dtype=torch.float64, requires_grad=True)
+    mask = torch.randn(1, 1, 5, 7, dtype=torch.float64)
+    for kw in ({"causal": True}, {"k_lengths": torch.tensor([3, 7]), "window": (1, 1)},
+               {"key_mask": torch.rand(2, 7) > 0.3, "causal": True, "align": "bottom_right"}):
+        assert torch.autograd.gradcheck(lambda t: ma.masked_softmax(t, mask, scale=0.7, **kw), (x,))
+
+
+def test_opcheck():
+    x = torch.randn(2, 3, 5, 9)
+    args = (x, torch.rand(5, 9) > 0.2, 0.5, True, "bottom_right", 2, None, torch.tensor([9, 4]),
+            torch.rand(2, 9) > 0.3)
+    torch.library.opcheck(torch.ops.maskattn.masked_softmax, args)
+    p = torch.softmax(torch.randn(4, 9), -1)
+    torch.library.opcheck(torch.ops.maskattn.masked_softmax_backward, (torch.randn(4, 9), p, 0.5))
+
+
+def test_compile_fullgraph_forward_backward():
+    @torch.compile(fullgraph=True)
+    def f(x, lengths):
+        return (ma.masked_softmax(x, scale=0.3, causal=True, k_lengths=lengths) ** 2).sum()
+
+    x = torch.randn(2, 3, 17, 17, requires_grad=True)
+    lengths = torch.tensor([17, 5])
+    f(x, lengths).backward()
+    x64 = x.detach().double().requires_grad_()
+    (reference_masked_softmax(x64, scale=0.3, causal=True, k_lengths=lengths) ** 2).sum().backward()
+    assert_rule(x.grad, x64.grad, what="compiled grad")
+
+
+def test_bad_inputs():
+    x = torch.randn(2, 3, 4, 5)
+    with pytest.raises(RuntimeError, match="scores"):
+        ma.masked_softmax(torch.randn(5))
+    with pytest.raises(RuntimeError, match="mask"):
+        ma.masked_softmax(x, torch.ones(3, 5, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="key_mask"):
+        ma.masked_softmax(x, key_mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="k_lengths"):
+        ma.masked_softmax(x, k_lengths=torch.tensor([5, 6]))
+    with pytest.raises(RuntimeError, match="k_lengths"):
+        ma.masked_softmax(x, k_lengths=torch.tensor([5]))
+    with pytest.raises(ValueError, match="align"):
+        ma.masked_softmax(x, causal=True, align="bottom")
+    with pytest.raises(ValueError, match="window"):
+        ma.masked_softmax(x, window=(1, -2))
+    with pytest.raises(RuntimeError, match="scores"):
+        ma.masked_softmax(torch.ones(2, 4, 5, dtype=torch.int64))

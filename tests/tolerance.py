@@ -1,0 +1,23 @@
+"""The tests' accuracy rule (FlashAttention's): in a half precision our error against the float64
+reference may be at most twice the error of torch computing the same thing in that precision."""
+import torch
+
+# absolute slack on top of the rule, for results that are nearly exact in both
+SLACK = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-4, torch.bfloat16: 2e-3}
+
+
+def max_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    if x.numel() == 0:
+        return 0.0
+    return (x.double() - ref.double()).abs().max().item()
+
+
+def assert_rule(ours: torch.Tensor, ref64: torch.Tensor, torch_same_precision: torch.Tensor = None, what=""):
+    assert not torch.isnan(ours).any(), f"{what}: NaN in output"
+    slack = SLACK[ours.dtype]
+    err = max_err(ours, ref64)
+    if torch_same_precision is None or ours.dtype in (torch.float64, torch.float32):
+        bound = slack if torch_same_precision is None else max(slack, 2 * max_err(torch_same_precision, ref64))
+    else:
+        bound = 2 * max_err(torch_same_precision, ref64) + slack
+    assert err <= bound, f"{what}: max error {err:.3g} > bound {bound:.3g} ({ours.dtype})"
