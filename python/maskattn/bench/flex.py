@@ -37,6 +37,20 @@ def block_mask(batch: int, q_len: int, k_len: int, device: torch.device, *, caus
     return create_block_mask(mask_mod, per_batch, None, q_len, k_len, device=device)
 
 
+def forget_compiled() -> None:
+    """After a failed call: dynamo would otherwise run later shapes through a slow fallback."""
+    global _compiled
+    torch._dynamo.reset()
+    _compiled = None
+
+
 def flex_method_call(q, k, v, mask):
     flex = compiled_flex()
-    return lambda: flex(q, k, v, block_mask=mask)
+
+    def call():
+        try:
+            return flex(q, k, v, block_mask=mask)
+        except Exception:
+            forget_compiled()
+            raise
+    return call
