@@ -1,6 +1,6 @@
 // Where the tensor-core attention kernels find each element: mma.m16n8k16 accumulator
 // coordinates, the per-lane row addresses handed to ldmatrix.x4, and the shared-memory swizzle.
-// Plain integer maps (no CUDA types), so a host test can check them against the PTX layouts.
+// Plain integer maps (no CUDA types), so they can be checked on the host against the PTX layouts.
 #pragma once
 #include "../../host_device.h"
 

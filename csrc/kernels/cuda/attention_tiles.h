@@ -1,6 +1,6 @@
 // Which tiles of the (query x key) score matrix a block must visit, decided from MaskSpec alone,
-// and the launch order that starts the heaviest blocks first. Host and device code (the host
-// test checks the spans against MaskSpec::allowed element by element).
+// and the launch order that starts the heaviest blocks first. Plain host/device code, so the spans
+// can be checked against MaskSpec::allowed element by element on the host.
 #pragma once
 #include <cstdint>
 
@@ -11,6 +11,16 @@ namespace attn {
 
 MA_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Tile sizes are powers of two: tile indices come from shifts, never from the 64-bit division
+// subroutine (whose calling convention costs registers in the kernels).
+MA_HD int pow2_shift(int64_t tile) {
+  int s = 0;
+  while ((int64_t(1) << s) < tile) ++s;
+  return s;
+}
+MA_HD int64_t tile_of(int64_t index, int64_t tile) { return index >> pow2_shift(tile); }
+MA_HD int64_t tiles_to_cover(int64_t count, int64_t tile) { return (count + tile - 1) >> pow2_shift(tile); }
+
 // Half-open range [first, end) of tile indices.
 struct TileSpan {
   int64_t first;
@@ -18,7 +28,7 @@ struct TileSpan {
   MA_HD int64_t count() const { return end > first ? end - first : 0; }
 };
 
-// Key tiles of `tile_keys` keys that rows [i0, i0 + rows) of sequence b may attend. key_range's
+// Key tiles of `tile_keys` (a power of two) keys that rows [i0, i0 + rows) of sequence b may attend. key_range's
 // begin and end never decrease with the row, so the first row's begin and the last valid row's
 // end bound every row's band; tiles outside hold no allowed pair.
 MA_HD TileSpan key_tiles_for_rows(const MaskSpec& m, int64_t b, int64_t i0, int64_t rows,
@@ -28,7 +38,7 @@ MA_HD TileSpan key_tiles_for_rows(const MaskSpec& m, int64_t b, int64_t i0, int6
   if (last < i0) return {0, 0};
   const int64_t begin = m.key_range(b, i0).begin, end = m.key_range(b, last).end;
   if (end <= begin) return {0, 0};
-  return {begin / tile_keys, ceil_div(end, tile_keys)};
+  return {tile_of(begin, tile_keys), tiles_to_cover(end, tile_keys)};
 }
 
 // First valid row whose band ends after `key` (by_end) or begins at or after `key` (!by_end);
@@ -45,14 +55,14 @@ MA_HD int64_t first_row_past(const MaskSpec& m, int64_t b, int64_t key, bool by_
   return lo;
 }
 
-// Query tiles of `tile_rows` rows whose bands meet keys [j0, j0 + keys) of sequence b.
+// Query tiles of `tile_rows` (a power of two) rows whose bands meet keys [j0, j0 + keys) of sequence b.
 MA_HD TileSpan query_tiles_for_keys(const MaskSpec& m, int64_t b, int64_t j0, int64_t keys,
                                     int64_t tile_rows) {
   if (j0 >= m.k_len_of(b)) return {0, 0};
   const int64_t row_begin = first_row_past(m, b, j0, true);
   const int64_t row_end = first_row_past(m, b, j0 + keys, false);
   if (row_end <= row_begin) return {0, 0};
-  return {row_begin / tile_rows, ceil_div(row_end, tile_rows)};
+  return {tile_of(row_begin, tile_rows), tiles_to_cover(row_end, tile_rows)};
 }
 
 // Rows bounded on the right only (causal) give later query rows more keys and earlier keys more
@@ -68,10 +78,19 @@ struct TileTask {
   int64_t head;
 };
 
-MA_HD TileTask tile_task(int64_t block, int64_t batch, int64_t heads, int64_t tiles, bool later_heavier) {
-  const int64_t pairs = batch * heads;
-  const int64_t nth = block / pairs, pair = block % pairs;
-  return {later_heavier ? tiles - 1 - nth : nth, pair / heads, pair % heads};
+// The launchers keep grids under 2^31 blocks, so every index here fits 32 bits (and 32-bit
+// division avoids the 64-bit division subroutine).
+MA_HD TileTask tile_task(uint32_t block, int64_t batch, int64_t heads, int64_t tiles, bool later_heavier) {
+  const uint32_t pairs = (uint32_t)(batch * heads), per_batch = (uint32_t)heads;
+  const uint32_t nth = block / pairs, pair = block % pairs;
+  return {later_heavier ? tiles - 1 - nth : (int64_t)nth, (int64_t)(pair / per_batch), (int64_t)(pair % per_batch)};
+}
+
+// Query heads per kv head, and the kv head query head h reads (grouped-query attention).
+// Head counts fit 32 bits.
+MA_HD int64_t head_group_size(int64_t heads, int64_t kv_heads) { return (uint32_t)heads / (uint32_t)kv_heads; }
+MA_HD int64_t kv_head_of(int64_t h, int64_t heads, int64_t kv_heads) {
+  return (uint32_t)h / (uint32_t)head_group_size(heads, kv_heads);
 }
 
 }  // namespace attn

@@ -1,0 +1,145 @@
+// Backward, dq pass, on tensor cores (float16 / bfloat16, sm_80+).
+//
+// A block owns 64 query rows of one (batch, head), 16 per warp, and walks the key tiles those
+// rows may attend (double-buffered cp.async, as the forward). Per tile it recomputes
+// P = exp2(S - lse), dP = dO V^T (+ dweights), dS = P (dP - delta) and accumulates dQ += dS K in
+// registers; dq is written once at the end, so the pass is deterministic without atomics.
+#pragma once
+#include <cstdint>
+
+#include "../attention.h"
+#include "attention_tiles.h"
+#include "attention_warp_mma.cuh"
+#include "cuda_common.cuh"
+
+namespace maskattn {
+namespace attn {
+
+template <int HD>
+struct DqTcConfig {
+  static constexpr int kThreads = 128;
+  static constexpr int kRows = 64;                   // query rows per block, 16 per warp
+  static constexpr int kKeys = HD <= 64 ? 64 : (HD <= 128 ? 32 : 16);  // keys per tile, fewer as dQ grows
+  static constexpr int kSmemElems = 2 * kRows * HD + 4 * kKeys * HD;  // Q, dO, then K and V twice
+  static constexpr int kSmemBytes = kSmemElems * 2;
+};
+
+// dS = P (dP + dweights - delta) over a warp's tile, in place of the masked base-2 scores s.
+template <typename Elem, int N_TILES>
+__device__ __forceinline__ void scores_to_grad(float (&s)[N_TILES][4], const float (&dp)[N_TILES][4],
+                                               const float (&lse2)[2], const float (&delta)[2],
+                                               const Elem* dweights_rows, const int64_t (&row)[2], int64_t j0,
+                                               const AttentionFwdParams& f, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < N_TILES; ++nt) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int rh = r >> 1;
+      const float prob = fast_exp2(s[nt][r] - lse2[rh]);
+      float grad = dp[nt][r];
+      if (dweights_rows != nullptr) {
+        const int64_t i = row[rh], j = j0 + nt * 8 + frag::acc_col(lane, r);
+        if (i < f.q_len && j < f.k_len) grad += gpu::to_float(dweights_rows[i * f.k_len + j]);
+      }
+      s[nt][r] = prob * (grad - delta[rh]);
+    }
+  }
+}
+
+template <typename Elem, int HD>
+__global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
+    attention_bwd_dq_tc_kernel(const AttentionBwdParams p, const float* lse2_rows, const float* delta_rows,
+                               int64_t q_tiles, bool later_heavier) {
+  using Cfg = DqTcConfig<HD>;
+  constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  Elem* q_tile = reinterpret_cast<Elem*>(smem_raw);
+  Elem* do_tile = q_tile + Cfg::kRows * HD;
+  Elem* k_tiles = do_tile + Cfg::kRows * HD;       // [2][kKeys][HD]
+  Elem* v_tiles = k_tiles + 2 * Cfg::kKeys * HD;   // [2][kKeys][HD]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const AttentionFwdParams& f = p.fwd;
+  const MaskSpec& mask = f.mask;
+
+  const TileTask task = tile_task(blockIdx.x, f.batch, f.heads, q_tiles, later_heavier);
+  const int64_t b = task.batch, h = task.head, kvh = kv_head_of(h, f.heads, f.kv_heads);
+  const int64_t i0 = task.tile * Cfg::kRows;
+  const int64_t k_valid = mask.k_len_of(b), rows_left = mask.q_len_of(b) - i0;
+  const int64_t row_base = (b * f.heads + h) * f.q_len;  // first row of (b, h) in contiguous outputs
+  const Elem* q_src = static_cast<const Elem*>(f.q) + b * f.q_stride_b + h * f.q_stride_h + i0 * f.q_stride_i;
+  const Elem* do_src = static_cast<const Elem*>(p.dout) + (row_base + i0) * f.v_head_dim;
+  const Elem* k_src = static_cast<const Elem*>(f.k) + b * f.k_stride_b + kvh * f.k_stride_h;
+  const Elem* v_src = static_cast<const Elem*>(f.v) + b * f.v_stride_b + kvh * f.v_stride_h;
+  const Elem* dweights_rows =
+      p.dweights ? static_cast<const Elem*>(p.dweights) + row_base * f.k_len : nullptr;
+  const int d = (int)f.head_dim, dv = (int)f.v_head_dim;
+
+  const TileSpan span = key_tiles_for_rows(mask, b, i0, Cfg::kRows, Cfg::kKeys);
+  auto load_kv = [&](int64_t t, int buf) {
+    copy_tile_async<Cfg::kKeys, HD, Cfg::kThreads>(k_tiles + buf * Cfg::kKeys * HD, k_src, f.k_stride_j,
+                                                   t * Cfg::kKeys, k_valid, d);
+    copy_tile_async<Cfg::kKeys, HD, Cfg::kThreads>(v_tiles + buf * Cfg::kKeys * HD, v_src, f.v_stride_j,
+                                                   t * Cfg::kKeys, k_valid, dv);
+  };
+  copy_tile_async<Cfg::kRows, HD, Cfg::kThreads>(q_tile, q_src, f.q_stride_i, 0, rows_left, d);
+  copy_tile_async<Cfg::kRows, HD, Cfg::kThreads>(do_tile, do_src, f.v_head_dim, 0, rows_left, dv);
+  if (span.count() > 0) load_kv(span.first, 0);
+  cp_async_commit();
+
+  const int row_in_tile = warp * 16 + (lane >> 2);
+  const int64_t row[2] = {i0 + row_in_tile, i0 + row_in_tile + 8};
+  const KeyRange band[2] = {mask.key_range(b, row[0]), mask.key_range(b, row[1])};
+  float lse2[2], delta[2];
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    const bool exists = row[rh] < f.q_len;
+    lse2[rh] = exists ? lse2_rows[row_base + row[rh]] : INFINITY;  // +inf: probabilities are 0
+    delta[rh] = exists ? delta_rows[row_base + row[rh]] : 0.f;
+  }
+  const float scale_log2 = (float)f.scale * kLog2e;
+  const uint32_t q_smem = smem_address(q_tile), do_smem = smem_address(do_tile);
+
+  float dq[kOutTiles][4];
+  zero_fill(dq);
+  for (int64_t t = span.first; t < span.end; ++t) {
+    const int buf = (int)((t - span.first) & 1);
+    cp_async_wait<0>();
+    __syncthreads();  // tile t visible to all; every warp is done with the other buffer
+    if (t + 1 < span.end) load_kv(t + 1, buf ^ 1);
+    cp_async_commit();
+
+    const TileState state = mask.classify_tile(b, i0, i0 + Cfg::kRows, t * Cfg::kKeys, (t + 1) * Cfg::kKeys);
+    if (state == TileState::Empty) continue;
+    const uint32_t k_smem = smem_address(k_tiles + buf * Cfg::kKeys * HD);
+    const uint32_t v_smem = smem_address(v_tiles + buf * Cfg::kKeys * HD);
+    float s[kKeyTiles][4], dp[kKeyTiles][4];
+    zero_fill(s);
+    zero_fill(dp);
+    mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, d, lane);
+    mma_abt<Elem, HD, kKeyTiles, kSteps>(dp, do_smem, warp * 16, v_smem, dv, lane);
+    if (state == TileState::Full)
+      scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
+    else
+      scores_to_log2<true>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
+    scores_to_grad(s, dp, lse2, delta, dweights_rows, row, t * Cfg::kKeys, f, lane);
+    mma_pb<Elem, HD>(dq, s, k_smem, 0, d, lane);  // K read transposed: [key][d] is the B of dS K
+  }
+  cp_async_wait<0>();
+
+  const float scale = (float)f.scale;
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    if (row[rh] >= f.q_len) continue;
+    Elem* dq_row = static_cast<Elem*>(p.dq) + (row_base + row[rh]) * d;
+#pragma unroll
+    for (int ot = 0; ot < kOutTiles; ++ot) {
+      const int col = ot * 8 + frag::acc_col(lane, 0);
+      if (col < d)
+        *reinterpret_cast<uint32_t*>(dq_row + col) =
+            pack2(dq[ot][2 * rh] * scale, dq[ot][2 * rh + 1] * scale, Elem());
+    }
+  }
+}
+
+}  // namespace attn
+}  // namespace maskattn

@@ -1,0 +1,164 @@
+// Forward masked attention on tensor cores (float16 / bfloat16, sm_80+), FlashAttention-2 style.
+//
+// A block owns 64 query rows of one (batch, head); each of its 4 warps owns 16 rows. Key/value
+// tiles stream through shared memory in two cp.async buffers (the next tile loads while this one
+// is multiplied); S = Q K^T and O += P V run on mma.m16n8k16 with fp32 accumulators; the softmax
+// is online, in base 2, in registers. Only key tiles MaskSpec can allow are visited; full tiles
+// skip all mask arithmetic. Head sizes are padded to HD (64, 128 or 256) with zeros.
+#pragma once
+#include <cstdint>
+
+#include "../attention.h"
+#include "attention_tiles.h"
+#include "attention_warp_mma.cuh"
+
+namespace maskattn {
+namespace attn {
+
+template <int HD>
+struct FwdTcConfig {
+  static constexpr int kThreads = 128;
+  static constexpr int kRows = 64;                    // query rows per block, 16 per warp
+  static constexpr int kKeys = HD <= 128 ? 64 : 16;   // keys per tile; 16 at HD 256: 2 blocks per SM
+  static constexpr bool kQInRegisters = HD <= 128;    // at 256 the fragments would cost 64 registers
+  static constexpr int kSmemElems = kRows * HD + 4 * kKeys * HD;  // Q, then K and V twice
+  static constexpr int kSmemBytes = kSmemElems * 2;
+};
+
+// Online softmax step for one tile of base-2 scores: the running max m and sum l of the two rows
+// a lane holds are updated, o is rescaled, and s becomes exp2(s - max).
+template <int N_TILES, int O_TILES>
+__device__ __forceinline__ void online_softmax(float (&s)[N_TILES][4], float (&o)[O_TILES][4], float (&m)[2],
+                                               float (&l)[2]) {
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    float mx = m[rh];
+#pragma unroll
+    for (int nt = 0; nt < N_TILES; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * rh], s[nt][2 * rh + 1]));
+    // the 4 lanes of a quad hold the same row
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    // nothing allowed yet: subtract 0 so exp2 sees -inf - 0, never -inf - -inf
+    const float base = mx == -INFINITY ? 0.f : mx;
+    const float alpha = fast_exp2(m[rh] - base);
+    m[rh] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < N_TILES; ++nt) {
+      s[nt][2 * rh] = fast_exp2(s[nt][2 * rh] - base);
+      s[nt][2 * rh + 1] = fast_exp2(s[nt][2 * rh + 1] - base);
+      sum += s[nt][2 * rh] + s[nt][2 * rh + 1];
+    }
+    l[rh] = l[rh] * alpha + sum;  // per-lane partial sum; the quad adds them up at the end
+#pragma unroll
+    for (int ot = 0; ot < O_TILES; ++ot) {
+      o[ot][2 * rh] *= alpha;
+      o[ot][2 * rh + 1] *= alpha;
+    }
+  }
+}
+
+template <typename Elem, int HD>
+__global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
+    attention_fwd_tc_kernel(const AttentionFwdParams p, int64_t q_tiles, bool later_heavier) {
+  using Cfg = FwdTcConfig<HD>;
+  constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  Elem* q_tile = reinterpret_cast<Elem*>(smem_raw);
+  Elem* k_tiles = q_tile + Cfg::kRows * HD;           // [2][kKeys][HD]
+  Elem* v_tiles = k_tiles + 2 * Cfg::kKeys * HD;      // [2][kKeys][HD]
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const MaskSpec& mask = p.mask;
+
+  const TileTask task = tile_task(blockIdx.x, p.batch, p.heads, q_tiles, later_heavier);
+  const int64_t b = task.batch, h = task.head, kvh = kv_head_of(h, p.heads, p.kv_heads);
+  const int64_t i0 = task.tile * Cfg::kRows;
+  const int64_t k_valid = mask.k_len_of(b);
+  const Elem* q_src = static_cast<const Elem*>(p.q) + b * p.q_stride_b + h * p.q_stride_h;
+  const Elem* k_src = static_cast<const Elem*>(p.k) + b * p.k_stride_b + kvh * p.k_stride_h;
+  const Elem* v_src = static_cast<const Elem*>(p.v) + b * p.v_stride_b + kvh * p.v_stride_h;
+  const int d = (int)p.head_dim, dv = (int)p.v_head_dim;
+
+  const TileSpan span = key_tiles_for_rows(mask, b, i0, Cfg::kRows, Cfg::kKeys);
+  auto load_kv = [&](int64_t t, int buf) {
+    copy_tile_async<Cfg::kKeys, HD, Cfg::kThreads>(k_tiles + buf * Cfg::kKeys * HD, k_src, p.k_stride_j,
+                                                   t * Cfg::kKeys, k_valid, d);
+    copy_tile_async<Cfg::kKeys, HD, Cfg::kThreads>(v_tiles + buf * Cfg::kKeys * HD, v_src, p.v_stride_j,
+                                                   t * Cfg::kKeys, k_valid, dv);
+  };
+  copy_tile_async<Cfg::kRows, HD, Cfg::kThreads>(q_tile, q_src + i0 * p.q_stride_i, p.q_stride_i, 0,
+                                                 mask.q_len_of(b) - i0, d);
+  if (span.count() > 0) load_kv(span.first, 0);
+  cp_async_commit();
+
+  const int row_in_tile = warp * 16 + (lane >> 2);
+  const int64_t row[2] = {i0 + row_in_tile, i0 + row_in_tile + 8};
+  const KeyRange band[2] = {mask.key_range(b, row[0]), mask.key_range(b, row[1])};
+  const float scale_log2 = (float)p.scale * kLog2e;
+  const uint32_t q_smem = smem_address(q_tile);
+
+  float o[kOutTiles][4];
+  zero_fill(o);
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  uint32_t q_frag[Cfg::kQInRegisters ? kSteps : 1][4];
+
+  for (int64_t t = span.first; t < span.end; ++t) {
+    const int buf = (int)((t - span.first) & 1);
+    cp_async_wait<0>();
+    __syncthreads();  // tile t visible to all; every warp is done with the other buffer
+    if constexpr (Cfg::kQInRegisters) {
+      if (t == span.first) {
+#pragma unroll
+        for (int ks = 0; ks < kSteps; ++ks) load_a_fragment<HD>(q_frag[ks], q_smem, warp * 16, ks, lane);
+      }
+    }
+    if (t + 1 < span.end) load_kv(t + 1, buf ^ 1);
+    cp_async_commit();
+
+    const TileState state = mask.classify_tile(b, i0, i0 + Cfg::kRows, t * Cfg::kKeys, (t + 1) * Cfg::kKeys);
+    if (state == TileState::Empty) continue;
+    const uint32_t k_smem = smem_address(k_tiles + buf * Cfg::kKeys * HD);
+    const uint32_t v_smem = smem_address(v_tiles + buf * Cfg::kKeys * HD);
+
+    float s[kKeyTiles][4];
+    zero_fill(s);
+    if constexpr (Cfg::kQInRegisters) {
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks)
+        if (ks * 16 < d) mma_abt_step<Elem, HD>(s, q_frag[ks], k_smem, ks, lane);
+    } else {
+      mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, d, lane);
+    }
+    if (state == TileState::Full)
+      scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
+    else
+      scores_to_log2<true>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
+    online_softmax(s, o, m, l);
+    mma_pb<Elem, HD>(o, s, v_smem, 0, dv, lane);
+  }
+  cp_async_wait<0>();  // nothing may stay in flight when the block exits
+
+  const int64_t row_base = (b * p.heads + h) * p.q_len;
+#pragma unroll
+  for (int rh = 0; rh < 2; ++rh) {
+    float total = l[rh];
+    total += __shfl_xor_sync(0xffffffffu, total, 1);
+    total += __shfl_xor_sync(0xffffffffu, total, 2);
+    // l == 0 exactly when no key was allowed: zeros and -inf, never 0/0
+    const float inv = total > 0.f ? 1.f / total : 0.f;
+    const int64_t i = row[rh];
+    if (i >= p.q_len) continue;
+    if ((lane & 3) == 0) p.lse[row_base + i] = total > 0.f ? (m[rh] + log2f(total)) * kLn2 : -INFINITY;
+    Elem* out_row = static_cast<Elem*>(p.out) + (row_base + i) * dv;
+#pragma unroll
+    for (int ot = 0; ot < kOutTiles; ++ot) {
+      const int col = ot * 8 + frag::acc_col(lane, 0);
+      if (col < dv)
+        *reinterpret_cast<uint32_t*>(out_row + col) =
+            pack2(o[ot][2 * rh] * inv, o[ot][2 * rh + 1] * inv, Elem());
+    }
+  }
+}
+
+}  // namespace attn
+}  // namespace maskattn

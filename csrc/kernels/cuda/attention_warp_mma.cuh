@@ -1,0 +1,136 @@
+// Building blocks of the tensor-core attention kernels: async tile copies into swizzled shared
+// memory, the two warp-level products every kernel is made of, and the masked base-2 scores.
+// A warp owns 16 rows; fragments follow attention_fragments.h.
+#pragma once
+#include <cstdint>
+
+#include "../../mask_spec.h"
+#include "attention_fragments.h"
+#include "attention_math.h"
+#include "attention_mma.cuh"
+
+namespace maskattn {
+namespace attn {
+
+// Rows [row0, row0 + ROWS) x cols [0, ROW_ELEMS) of a row-major global matrix (`stride`
+// elements between rows) into a swizzled shared tile, in 16-byte cp.async chunks. Rows at or past
+// valid_rows and columns at or past valid_cols (a multiple of 8) become zeros, never read.
+template <int ROWS, int ROW_ELEMS, int THREADS, typename Elem>
+__device__ __forceinline__ void copy_tile_async(Elem* tile, const Elem* src, int64_t stride, int64_t row0,
+                                                int64_t valid_rows, int valid_cols) {
+  constexpr int kChunksPerRow = ROW_ELEMS / 8;
+  constexpr int kChunks = ROWS * kChunksPerRow;
+  static_assert(kChunks % THREADS == 0, "tile chunks must split evenly over the block");
+  const uint32_t base = smem_address(tile);
+#pragma unroll
+  for (int it = 0; it < kChunks / THREADS; ++it) {
+    const int c = it * THREADS + (int)threadIdx.x;
+    const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
+    const int64_t row = row0 + r;
+    const bool ok = row < valid_rows && col < valid_cols;
+    cp_async_16(base + 2u * (uint32_t)frag::swizzled(r, col, ROW_ELEMS), ok ? src + row * stride + col : src, ok);
+  }
+}
+
+template <int N, int M>
+__device__ __forceinline__ void zero_fill(float (&acc)[N][M]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n)
+#pragma unroll
+    for (int k = 0; k < M; ++k) acc[n][k] = 0.f;
+}
+
+// A operand of rows a_row0..a_row0+15, k-step ks, from a swizzled shared tile.
+template <int ROW_ELEMS>
+__device__ __forceinline__ void load_a_fragment(uint32_t (&a)[4], uint32_t a_tile, int a_row0, int ks, int lane) {
+  ldmatrix_x4(a, a_tile + 2u * (uint32_t)frag::swizzled(a_row0 + frag::ldm_row_major_row(lane),
+                                                        ks * 16 + frag::ldm_row_major_col(lane), ROW_ELEMS));
+}
+
+// acc (16 x 8*N_TILES) += A(16 x K) * B^T for k-step ks, B the rows 0..8*N_TILES-1 of a
+// swizzled [N][K] shared tile (each row a B column).
+template <typename Elem, int ROW_ELEMS, int N_TILES>
+__device__ __forceinline__ void mma_abt_step(float (&acc)[N_TILES][4], const uint32_t (&a)[4], uint32_t b_tile,
+                                             int ks, int lane) {
+  static_assert(N_TILES % 2 == 0, "n-tiles come in pairs");
+#pragma unroll
+  for (int np = 0; np < N_TILES / 2; ++np) {
+    uint32_t bf[4];
+    ldmatrix_x4(bf, b_tile + 2u * (uint32_t)frag::swizzled(np * 16 + frag::ldm_n_major_row(lane),
+                                                           ks * 16 + frag::ldm_n_major_col(lane), ROW_ELEMS));
+    mma_16x8x16(acc[2 * np], a, bf[0], bf[1], Elem());
+    mma_16x8x16(acc[2 * np + 1], a, bf[2], bf[3], Elem());
+  }
+}
+
+// acc += A * B^T over K = 16*K_STEPS with A rows a_row0.. of a shared tile; k-steps at or past
+// k_limit hold only zero padding and are skipped (uniform across the warp).
+template <typename Elem, int ROW_ELEMS, int N_TILES, int K_STEPS>
+__device__ __forceinline__ void mma_abt(float (&acc)[N_TILES][4], uint32_t a_tile, int a_row0, uint32_t b_tile,
+                                        int k_limit, int lane) {
+#pragma unroll
+  for (int ks = 0; ks < K_STEPS; ++ks) {
+    if (ks * 16 < k_limit) {
+      uint32_t a[4];
+      load_a_fragment<ROW_ELEMS>(a, a_tile, a_row0, ks, lane);
+      mma_abt_step<Elem, ROW_ELEMS>(acc, a, b_tile, ks, lane);
+    }
+  }
+}
+
+// acc (16 x 8*N_TILES) += P * B where P (16 x 8*K_TILES, accumulator layout, fp32) is rounded to
+// Elem and B is rows 0..8*K_TILES-1, cols col0.. of a swizzled [K][N] shared tile, read
+// transposed. Column pairs at or past n_limit hold only zero padding and are skipped.
+template <typename Elem, int ROW_ELEMS, int K_TILES, int N_TILES>
+__device__ __forceinline__ void mma_pb(float (&acc)[N_TILES][4], const float (&p)[K_TILES][4], uint32_t b_tile,
+                                       int col0, int n_limit, int lane) {
+  static_assert(K_TILES % 2 == 0 && N_TILES % 2 == 0, "tiles come in pairs");
+#pragma unroll
+  for (int kk = 0; kk < K_TILES / 2; ++kk) {
+    // accumulator tiles 2kk and 2kk+1 are exactly the A fragment of k-step kk
+    const uint32_t a[4] = {pack2(p[2 * kk][0], p[2 * kk][1], Elem()), pack2(p[2 * kk][2], p[2 * kk][3], Elem()),
+                           pack2(p[2 * kk + 1][0], p[2 * kk + 1][1], Elem()),
+                           pack2(p[2 * kk + 1][2], p[2 * kk + 1][3], Elem())};
+#pragma unroll
+    for (int np = 0; np < N_TILES / 2; ++np) {
+      if (col0 + np * 16 < n_limit) {
+        uint32_t bf[4];
+        ldmatrix_x4_trans(bf, b_tile + 2u * (uint32_t)frag::swizzled(kk * 16 + frag::ldm_row_major_row(lane),
+                                                                     col0 + np * 16 + frag::ldm_row_major_col(lane),
+                                                                     ROW_ELEMS));
+        mma_16x8x16(acc[2 * np], a, bf[0], bf[1], Elem());
+        mma_16x8x16(acc[2 * np + 1], a, bf[2], bf[3], Elem());
+      }
+    }
+  }
+}
+
+// Raw scores of a warp's rows (row[0] for lane/4, row[1] for lane/4 + 8) against keys j0.. into
+// the base-2 domain. Partial tiles (kMasked) set keys outside a row's band, or refused
+// element-wise, to -inf and add the additive mask; full tiles need no mask arithmetic.
+template <bool kMasked, int N_TILES>
+__device__ __forceinline__ void scores_to_log2(float (&s)[N_TILES][4], float scale_log2, const MaskSpec& m,
+                                               int64_t b, int64_t h, const int64_t (&row)[2],
+                                               const KeyRange (&band)[2], int64_t j0, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < N_TILES; ++nt) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      float v = s[nt][r] * scale_log2;
+      if constexpr (kMasked) {
+        const int rh = r >> 1;
+        const int64_t j = j0 + nt * 8 + frag::acc_col(lane, r);
+        bool ok = j >= band[rh].begin && j < band[rh].end;
+        if (ok && m.has_elementwise()) {
+          ok = m.allowed_in_range(b, h, row[rh], j);
+          if (ok) v += m.additive(b, h, row[rh], j) * kLog2e;
+        }
+        v = ok ? v : -INFINITY;
+      }
+      s[nt][r] = v;
+    }
+  }
+}
+
+}  // namespace attn
+}  // namespace maskattn

@@ -1,0 +1,78 @@
+"""CPU attention (B, H, L, D) float32: dense, causal and causal + random key lengths (50-100% of L),
+forward and forward+backward, against SDPA (is_causal or the equivalent bool mask) and, for causal,
+compiled FlexAttention. Rates count only the work the mask leaves (work.attention_flops_unmasked)."""
+from typing import List
+
+import torch
+import torch.nn.functional as F
+
+import maskattn as ma
+from maskattn.reference import reference_allowed
+
+from .flex import block_mask, flex_method_call
+from .harness import Case, Method, timed_call
+from .work import allowed_pairs, attention_flops_unmasked
+
+SHAPES = ((8, 12, 512, 64), (2, 12, 2048, 64))
+VARIANTS = ("dense", "causal", "causal+k_lengths")
+
+
+def make_inputs(shape, variant: str, mode: str, device: torch.device, with_flex: bool):
+    batch, heads, seq, dim = shape
+
+    def build():
+        grad = mode != "fwd"
+        q, k, v = (torch.randn(shape, device=device, requires_grad=grad) for _ in range(3))
+        x = {"q": q, "k": k, "v": v, "k_lengths": None, "sdpa_mask": None}
+        if variant == "causal+k_lengths":
+            x["k_lengths"] = torch.randint(seq // 2, seq + 1, (batch,), device=device)
+            x["sdpa_mask"] = reference_allowed(batch, 1, seq, seq, causal=True, k_lengths=x["k_lengths"],
+                                               device=device).contiguous()
+        if with_flex:
+            x["block_mask"] = block_mask(batch, seq, seq, device, k_lengths=x["k_lengths"])
+        return x
+
+    return build
+
+
+def methods(variant: str, mode: str, with_flex: bool) -> List[Method]:
+    causal = variant != "dense"
+
+    def ours(x):
+        return timed_call(lambda: ma.masked_attention(x["q"], x["k"], x["v"], causal=causal, k_lengths=x["k_lengths"]),
+                          [x["q"], x["k"], x["v"]], mode)
+
+    def sdpa(x):
+        kwargs = {"attn_mask": x["sdpa_mask"]} if x["sdpa_mask"] is not None else {"is_causal": causal}
+        return timed_call(lambda: F.scaled_dot_product_attention(x["q"], x["k"], x["v"], **kwargs),
+                          [x["q"], x["k"], x["v"]], mode)
+
+    def flex(x):
+        return timed_call(flex_method_call(x["q"], x["k"], x["v"], x["block_mask"]), [x["q"], x["k"], x["v"]], mode)
+
+    sdpa_name = {"dense": "sdpa", "causal": "sdpa is_causal"}.get(variant, "sdpa bool mask")
+    out = [Method("maskattn masked_attention", ours, ours=True), Method(sdpa_name, sdpa)]
+    if with_flex:
+        out.append(Method("flex_attention compiled", flex))
+    return out
+
+
+def attention_case(shape, variant: str, mode: str, device: torch.device, quick: bool) -> Case:
+    batch, heads, seq, dim = shape
+    with_flex = variant == "causal" and not quick  # compiling takes seconds per variant
+
+    def work(x):
+        pairs = allowed_pairs(seq, seq, causal=variant != "dense", k_lengths=x["k_lengths"], batch=batch)
+        return {"flops_unmasked": attention_flops_unmasked(heads, dim, pairs, mode)}
+
+    return Case("attention", f"attention {variant}", device, torch.float32, shape, mode,
+                make_inputs(shape, variant, mode, device, with_flex), methods(variant, mode, with_flex), work,
+                extra={"seq_len": seq, "head_dim": dim})
+
+
+def cases(device: torch.device, quick: bool) -> List[Case]:
+    if quick:
+        plan = [(SHAPES[0], v, "fwd") for v in VARIANTS] + [(SHAPES[0], "causal", "fwd+bwd")]
+    else:
+        plan = [(s, v, m) for s in SHAPES for m in ("fwd", "fwd+bwd") for v in VARIANTS]
+    return [attention_case(s, v, m, device, quick) for s, v, m in plan]

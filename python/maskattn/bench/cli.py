@@ -1,0 +1,103 @@
+"""``python -m maskattn bench``: arguments, the run over devices and families, and the outputs."""
+import argparse
+import json
+import sys
+from typing import Dict, List, Optional
+
+import torch
+
+from . import attention_cpu, attention_cuda, masks, softmax
+from .devices import DEVICE_CHOICES, device_name, resolve_devices
+from .harness import run_case
+from .peaks import PEAK_ROWS, measure_peaks
+from .plot import plot_sweeps
+from .progress import Progress
+from .report import build_report, junit_counts, run_tests, source_root
+from .table import render
+from .timing import plan_for
+
+FAMILIES = ("masks", "softmax", "attention")
+
+
+def scenario_cases(family: str, device: torch.device, quick: bool):
+    if family == "attention":
+        module = attention_cuda if device.type == "cuda" else attention_cpu
+    else:
+        module = {"masks": masks, "softmax": softmax}[family]
+    return module.cases(device, quick)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="all",
+                        help="where to time (default: every available device)")
+    parser.add_argument("--quick", action="store_true", help="a small subset (well under a minute on CPU)")
+    parser.add_argument("--only", default=",".join(FAMILIES),
+                        help=f"comma-separated families among {','.join(FAMILIES)} (default: all)")
+    parser.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
+    parser.add_argument("--report", metavar="PATH",
+                        help="write a JSON report: device, versions, commit, csrc_sha256, tests, rows")
+    parser.add_argument("--tests-junit", metavar="PATH", help="test counts for --report from pytest --junitxml")
+    parser.add_argument("--run-tests", action="store_true", help="run the source tree's pytest for --report")
+    parser.add_argument("--plot", metavar="PATH", help="PNG of TFLOP/s against L per method (needs matplotlib)")
+    parser.set_defaults(run=run)
+
+
+def parse_families(text: str) -> List[str]:
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown or not chosen:
+        raise SystemExit(f"maskattn bench: --only takes {','.join(FAMILIES)}, got {text!r}")
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    families = parse_families(args.only)
+    if args.report:
+        source_root()  # fail before timing anything when the report could not be written
+    devices = resolve_devices(args.device)
+    if not devices:
+        print("maskattn bench: CUDA is not available; nothing to time (skipped)")
+        return 0
+    rows = bench_devices(devices, families, args.quick)
+    print(render(rows))
+    write_outputs(rows, devices, args)
+    return 0
+
+
+def bench_devices(devices, families, quick: bool) -> List[dict]:
+    rows: List[dict] = []
+    for device in devices:
+        print(f"# {device.type}: {device_name(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}",
+              flush=True)
+        plan = plan_for(device, quick)
+        cases = [c for f in families for c in scenario_cases(f, device, quick)]
+        progress = Progress(PEAK_ROWS + sum(len(c.methods) for c in cases))
+        progress.show(f"{device.type} copy bandwidth and matmul")
+        peaks, peak_rows = measure_peaks(device, plan, quick)
+        for _ in peak_rows:
+            progress.step(f"{device.type} copy bandwidth and matmul")
+        rows += peak_rows
+        for case in cases:
+            rows += run_case(case, peaks, plan, progress)
+        progress.close()
+    return rows
+
+
+def write_outputs(rows: List[dict], devices, args) -> None:
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+        print(f"rows written to {args.json}")
+    if args.plot:
+        why_not = plot_sweeps(rows, args.plot)
+        print(f"plot skipped: {why_not}" if why_not else f"plot written to {args.plot}")
+    if args.report:
+        tests: Optional[Dict[str, int]] = None
+        if args.tests_junit:
+            tests = junit_counts(args.tests_junit)
+        elif args.run_tests:
+            tests = run_tests(source_root())
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(build_report(rows, devices, tests), f, indent=1)
+        print(f"report written to {args.report}")
+    sys.stdout.flush()

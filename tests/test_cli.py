@@ -1,0 +1,164 @@
+"""python -m maskattn check|bench on CPU: exit codes, printed tables, JSON rows and the report."""
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "python") not in sys.path:
+    sys.path.insert(0, str(ROOT / "python"))
+
+from maskattn.__main__ import main  # noqa: E402
+from maskattn.bench import attention_cpu, softmax  # noqa: E402
+from maskattn.bench.harness import run_case  # noqa: E402
+from maskattn.bench.plot import plot_sweeps  # noqa: E402
+from maskattn.bench.progress import Progress  # noqa: E402
+from maskattn.bench.report import csrc_sha256, junit_counts  # noqa: E402
+from maskattn.bench.work import allowed_pairs  # noqa: E402
+from maskattn.reference import reference_allowed  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def run_cli(*args, timeout=600):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "maskattn", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
+
+
+def test_help_lists_both_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    top = capsys.readouterr().out
+    assert "check" in top and "bench" in top
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    bench_help = capsys.readouterr().out
+    for flag in ("--device", "--quick", "--only", "--json", "--report", "--plot", "--tests-junit", "--run-tests"):
+        assert flag in bench_help
+
+
+def test_check_cpu_table_and_exit_code():
+    out = run_cli("check", "--device", "cpu", "--seed", "7")
+    lines = out.stdout.splitlines()
+    assert any(line.split()[:5] == ["op", "device", "dtype", "case", "max"] for line in lines)
+    rows = [line for line in lines if line.startswith(("causal_mask", "padding_mask", "attention_mask",
+                                                       "random_token_mask", "masked_softmax", "masked_attention"))]
+    assert rows and all(" cpu " in r for r in rows)
+    for op in ("causal_mask", "padding_mask_from_ids", "attention_mask", "random_token_mask",
+               "masked_softmax fwd", "masked_softmax bwd", "masked_attention fwd", "masked_attention bwd"):
+        assert any(r.startswith(op) for r in rows), op
+    # masks and softmax must pass; attention rows may be errors until its CPU kernel lands
+    assert not [r for r in rows if "FAIL" in r and not r.startswith("masked_attention")]
+    failed = sum("FAIL" in r for r in rows)
+    assert lines[-1] == f"check: {len(rows) - failed} passed, {failed} failed"
+    assert out.returncode == (1 if failed else 0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the clean skip without CUDA")
+def test_cuda_only_commands_skip_without_cuda(capsys):
+    for command in ("check", "bench"):
+        assert main([command, "--device", "cuda"]) == 0
+        assert "skipped" in capsys.readouterr().out
+
+
+def test_tiny_bench_json_and_report(tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" skipped="2"/></testsuites>')
+    rows_path, report_path, plot_path = tmp_path / "rows.json", tmp_path / "report.json", tmp_path / "plot.png"
+    out = run_cli("bench", "--device", "cpu", "--quick", "--only", "masks", "--json", str(rows_path),
+                  "--report", str(report_path), "--tests-junit", str(junit), "--plot", str(plot_path))
+    assert out.returncode == 0, out.stderr
+    assert "== masks | cpu ==" in out.stdout and "plot skipped" in out.stdout
+    assert "[" in out.stderr  # the progress bar
+    rows = json.loads(rows_path.read_text())
+    mask_rows = [r for r in rows if r["family"] == "masks"]
+    assert mask_rows
+    for r in mask_rows:
+        for key in ("name", "device", "dtype", "shape", "method", "ms", "gb_s", "pct_copy", "ratio"):
+            assert key in r
+        assert r["ms"] is not None and r["ms"] > 0 and r["device"] == "cpu"
+    ours = [r for r in mask_rows if r["ours"]]
+    assert ours and all(r["ratio"] == pytest.approx(1.0) and r["ratios"] for r in ours)
+    assert {r["name"] for r in rows if r["family"] == "peak"} == {"copy bandwidth", "matmul"}
+    report = json.loads(report_path.read_text())
+    assert report["torch"] == torch.__version__ and report["cuda"] == torch.version.cuda
+    assert report["device"] and report["rows"] == rows
+    assert report["csrc_sha256"] == csrc_sha256(ROOT)
+    assert report["tests"] == {"passed": 3, "failed": 2, "skipped": 2}
+    assert report["commit"] is None or len(report["commit"]) == 40
+
+
+def test_only_rejects_unknown_family():
+    with pytest.raises(SystemExit, match="--only"):
+        main(["bench", "--only", "softmax,nope"])
+
+
+def test_softmax_case_rows_count_bytes_and_ratio():
+    case = softmax.softmax_case((2, 3, 16, 24), torch.float32, "fwd+bwd", CPU)
+    rows = run_case(case, {"copy_gb_s": 10.0, "matmul_flop_s": 1e11}, plan(), Progress(2, stream=io.StringIO()))
+    assert [r["method"] for r in rows] == ["maskattn masked_softmax", "torch masked_fill+softmax"]
+    ours, base = rows
+    assert ours["error"] is None and base["error"] is None
+    assert ours["gb_s"] == pytest.approx(5 * 2 * 3 * 16 * 24 * 4 / ours["ms"] / 1e6)
+    assert base["ratio"] == pytest.approx(base["ms"] / ours["ms"])
+
+
+def test_failing_method_becomes_an_error_row():
+    case = attention_cpu.attention_case((1, 2, 32, 16), "causal+k_lengths", "fwd", CPU, quick=True)
+
+    def refuse(inputs):
+        raise RuntimeError("not yet")
+
+    case.methods[0].build = refuse
+    rows = run_case(case, {"copy_gb_s": 10.0, "matmul_flop_s": 1e11}, plan(), Progress(2, stream=io.StringIO()))
+    assert rows[0]["error"] == "RuntimeError: not yet" and rows[0]["ms"] is None and rows[0]["ratio"] is None
+    assert rows[1]["error"] is None and rows[1]["gflop_s"] > 0 and rows[1]["ratio"] is None
+
+
+@pytest.mark.parametrize("causal,align,window_left,lengths,q_len,k_len", [
+    (True, "top_left", None, (32, 17), 32, 32),
+    (True, "bottom_right", None, (40, 9), 20, 40),
+    (True, "top_left", 5, (30, 30), 30, 30),
+    (False, "top_left", None, (11, 0), 8, 11),
+])
+def test_allowed_pairs_matches_reference(causal, align, window_left, lengths, q_len, k_len):
+    k_lengths = torch.tensor(lengths)
+    ok = reference_allowed(len(lengths), 1, q_len, k_len, causal=causal, align=align,
+                           window=(window_left, None) if window_left is not None else None, k_lengths=k_lengths)
+    counted = allowed_pairs(q_len, k_len, causal=causal, align=align, window_left=window_left, k_lengths=k_lengths)
+    assert counted == int(ok.sum())
+
+
+def test_csrc_sha256_feeds_sorted_paths_and_bytes(tmp_path):
+    files = {"csrc/b.cpp": b"int b;", "csrc/a/z.h": b"", "csrc/a.h": b"x"}
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    expected = hashlib.sha256()
+    for rel in sorted(files):
+        expected.update(rel.encode() + b"\0" + files[rel] + b"\0")
+    assert csrc_sha256(tmp_path) == expected.hexdigest()
+
+
+def test_junit_counts_single_suite(tmp_path):
+    path = tmp_path / "j.xml"
+    path.write_text('<testsuite tests="5" failures="0" errors="0" skipped="1"></testsuite>')
+    assert junit_counts(str(path)) == {"passed": 4, "failed": 0, "skipped": 1}
+
+
+def test_plot_without_sweeps_says_why(tmp_path):
+    assert plot_sweeps([{"family": "masks"}], str(tmp_path / "p.png"))
+
+
+def plan():
+    from maskattn.bench.timing import TimingPlan
+    return TimingPlan(warmup=1, min_repeats=2, max_repeats=2, budget_s=0.0)
