@@ -34,7 +34,7 @@ struct BackwardPass {
   void pair(int64_t b, int64_t h, int64_t qt, int64_t kt, TileState state, BackwardScratch& w, bool with_kv,
             bool with_q) const {
     const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
-    const int64_t row0 = (b * g.heads + h) * g.q_len + qt * kBlockQ, hk = h / g.group;
+    const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
     const float* q = ops.q_row(g, row0);
     const float* dout = ops.dout_row(g, row0);
     float *s = w.s.get(), *ds = w.ds.get();

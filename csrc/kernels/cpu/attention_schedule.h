@@ -10,7 +10,7 @@ namespace maskattn {
 namespace cpu {
 
 inline TileState tile_state(const MaskSpec& m, const AttentionGeometry& g, int64_t b, int64_t qt, int64_t kt) {
-  const int64_t i0 = qt * kBlockQ, j0 = kt * kBlockK;
+  const int64_t i0 = g.first_row(qt), j0 = kt * kBlockK;
   return m.classify_tile(b, i0, i0 + g.q_rows_in(qt), j0, j0 + g.keys_in(kt));
 }
 
