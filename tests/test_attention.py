@@ -103,6 +103,16 @@ def test_head_sizes_and_gqa(device, d, dv):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("h,hkv,lq", [(12, 4, 97), (96, 1, 33), (8, 1, 1), (8, 8, 1)])
+def test_gqa_groups_and_decoding(device, h, hkv, lq):
+    b, lk = 2, 300
+    kw = mask_kwargs("causal_padding_bottom_right", b, h, lq, lk, device)
+    for dtype in dtypes_for(device):
+        q, k, v = qkv(b, h, hkv, lq, lk, 32, 32, device, dtype)
+        check_against_reference(q, k, v, f"h={h} hkv={hkv} lq={lq} {dtype}", **kw)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["causal_padding", "none"])
 def test_long_sequences(device, kind):
     b, h, hkv, lq, lk = 1, 2, 1, 1025, 1025
