@@ -208,14 +208,15 @@ def test_fully_masked_rows(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_garbage_in_padding_is_never_read(device):
+@pytest.mark.parametrize("lq", [70, 3])
+def test_garbage_in_padding_is_never_read(device, lq):
     """NaN past q_lengths / k_lengths (an uninitialised KV cache) changes nothing."""
-    b, h, lq, lk = 2, 2, 70, 150
-    q_lengths, k_lengths = torch.tensor([70, 33], device=device), torch.tensor([150, 81], device=device)
+    b, h, lk = 2, 2, 150
+    q_lengths, k_lengths = torch.tensor([lq, lq // 2], device=device), torch.tensor([150, 81], device=device)
     for dtype in dtypes_for(device):
         q, k, v = qkv(b, h, 1, lq, lk, 32, 32, device, dtype, requires_grad=False)
         clean = [t.clone().requires_grad_() for t in (q, k, v)]
-        q[1, :, 33:] = float("nan")
+        q[1, :, lq // 2:] = float("nan")
         k[1, :, 81:] = float("nan")
         v[1, :, 81:] = float("nan")
         dirty = [t.requires_grad_() for t in (q, k, v)]

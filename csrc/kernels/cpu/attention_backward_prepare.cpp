@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "attention_backward.h"
+#include "attention_dot_scores.h"
 #include "attention_gemm.h"
 #include "attention_rows.h"
 #include "attention_softmax_tile.h"
@@ -15,8 +16,15 @@ void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeomet
                              float* s, float* bias) {
   const AttentionFwdParams& p = bp.fwd;
   const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
-  gemm_tile(rows, cols, g.d, GemmA{q_tile, g.d_pad, 1}, keys.k_t_tile(b, h / g.group, kt), kBlockK, s, kBlockK,
-            GemmInto::Overwrite);
+  if (scores_by_dot_products(p)) {
+    // the forward summed these scores by dot products: recompute them the same way
+    const int64_t live = g.live_keys_in(p.mask, b, kt);
+    for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kBlockK + live, s + r * kBlockK + cols, 0.f);
+    dot_product_scores(q_tile, g.d_pad, rows, keys.k_rows(b, h / g.group, kt), g.d_pad, live, g.d, s, kBlockK, 1);
+  } else {
+    gemm_tile(rows, cols, g.d, GemmA{q_tile, g.d_pad, 1}, keys.k_t_tile(b, h / g.group, kt), kBlockK, s, kBlockK,
+              GemmInto::Overwrite);
+  }
   // a Full last tile may still have padding lanes past k_len to drop
   if (state == TileState::Partial || cols != n)
     mask_score_tile(p.mask, b, h, g.first_row(qt), rows, kt * kBlockK, cols, g.k_len, s, kBlockK, bias);

@@ -146,6 +146,7 @@ struct ForwardItem {
 }  // namespace
 
 void attention_fwd_f32_math(const AttentionFwdParams& p) {
+  if (attention_fwd_decode_applies(p)) return attention_fwd_decode(p);
   const int64_t group = p.heads / p.kv_heads;
   // a tile holds about kBlockQ stacked rows, whatever the group size
   const AttentionGeometry g = geometry_of(p, std::max<int64_t>(1, kBlockQ / group));

@@ -11,6 +11,9 @@ namespace cpu {
 void attention_fwd_f32_math(const AttentionFwdParams& p);
 void attention_bwd_f32_math(const AttentionBwdParams& p);
 int64_t attention_bwd_workspace_floats_f32_math(const AttentionBwdParams& p);
+// The forward for at most 16 query rows per kv head (decoding), K/V read in place.
+bool attention_fwd_decode_applies(const AttentionFwdParams& p);
+void attention_fwd_decode(const AttentionFwdParams& p);
 
 // float64 inputs: double math row by row, the path torch.autograd.gradcheck exercises.
 void attention_fwd_f64(const AttentionFwdParams& p);
