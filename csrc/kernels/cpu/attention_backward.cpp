@@ -5,11 +5,12 @@
 // dK/dV per tile and dQ into the fp32 workspace rows of its own query heads. With too few
 // (batch, kv head) pairs to keep every thread busy, dK/dV run per (batch, kv head, key tile) and
 // dQ in a second pass per (batch, head, query tile) that recomputes P and dS.
+#include "attention_backward.h"
+
 #include <omp.h>
 
 #include <vector>
 
-#include "attention_backward.h"
 #include "attention_gemm.h"
 #include "attention_paths.h"
 #include "attention_rows.h"
@@ -33,7 +34,7 @@ struct BackwardPass {
   void pair(int64_t b, int64_t h, int64_t qt, int64_t kt, TileState state, BackwardScratch& w, bool with_kv,
             bool with_q) const {
     const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
-    const int64_t row0 = (b * g.heads + h) * g.q_len + qt * kBlockQ, hk = h / g.group;
+    const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
     const float* q = ops.q_row(g, row0);
     const float* dout = ops.dout_row(g, row0);
     float *s = w.s.get(), *ds = w.ds.get();
@@ -43,9 +44,11 @@ struct BackwardPass {
     for (int64_t r = 0; r < rows; ++r) {
       float* dsr = ds + r * kBlockK;
       if (bp.dweights)
-        for (int64_t c = 0; c < n; ++c) dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
+        for (int64_t c = 0; c < n; ++c)
+          dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
       const f32x16 delta = splat16(ops.delta.get()[row0 + r]);
-      for (int64_t c = 0; c < cols; c += kLanes) store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
+      for (int64_t c = 0; c < cols; c += kLanes)
+        store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
     }
     if (with_kv) {
       gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, dout, g.dv_pad, w.dv.get(), g.dv_pad, GemmInto::Accumulate);
@@ -83,10 +86,10 @@ struct BackwardPass {
   }
 };
 
-// Runs fn(item, scratch) over items largest cost first, dynamically scheduled.
+// Runs fn(item, scratch) over items in schedule_order, dynamically scheduled.
 template <typename Fn>
-void run_items(const AttentionGeometry& g, const std::vector<int64_t>& cost, Fn&& fn) {
-  const std::vector<int64_t> order = largest_first(cost);
+void run_items(const AttentionGeometry& g, const std::vector<int64_t>& cost, int64_t group_size, Fn&& fn) {
+  const std::vector<int64_t> order = schedule_order(cost, group_size);
   const int64_t items = (int64_t)order.size();
 #pragma omp parallel
   {
@@ -118,21 +121,22 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
     std::vector<int64_t> cost((size_t)pairs, 0);
     for (int64_t it = 0; it < pairs; ++it)
       for (int64_t kt = 0; kt < g.k_tiles; ++kt) cost[it] += query_spans[(it / g.kv_heads) * g.k_tiles + kt].non_empty;
-    run_items(g, cost, [&](int64_t it, BackwardScratch& w) {
-      for (int64_t kt = 0; kt < g.k_tiles; ++kt) pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
+    run_items(g, cost, /*group_size=*/(int64_t)cost.size(), [&](int64_t it, BackwardScratch& w) {
+      for (int64_t kt = 0; kt < g.k_tiles; ++kt)
+        pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
     });
   } else {
     std::vector<int64_t> cost((size_t)(pairs * g.k_tiles));
     for (int64_t it = 0; it < (int64_t)cost.size(); ++it)
       cost[it] = query_spans[(it / (g.kv_heads * g.k_tiles)) * g.k_tiles + it % g.k_tiles].non_empty;
-    run_items(g, cost, [&](int64_t it, BackwardScratch& w) {
+    run_items(g, cost, g.k_tiles, [&](int64_t it, BackwardScratch& w) {
       const int64_t kt = it % g.k_tiles, hk = (it / g.k_tiles) % g.kv_heads, b = it / (g.kv_heads * g.k_tiles);
       pass.key_tile(b, hk, kt, w, /*with_q=*/false);
     });
     std::vector<int64_t> q_cost((size_t)(g.batch * g.heads * g.q_tiles));
     for (int64_t it = 0; it < (int64_t)q_cost.size(); ++it)
       q_cost[it] = key_spans[(it / (g.heads * g.q_tiles)) * g.q_tiles + it % g.q_tiles].non_empty;
-    run_items(g, q_cost, [&](int64_t it, BackwardScratch& w) {
+    run_items(g, q_cost, g.q_tiles, [&](int64_t it, BackwardScratch& w) {
       const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
       pass.query_tile(b, h, qt, w);
     });

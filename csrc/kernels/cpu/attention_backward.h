@@ -29,7 +29,7 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
 struct BackwardScratch {
   FloatBuffer s, ds, bias, dk, dv;
   explicit BackwardScratch(const AttentionGeometry& g)
-      : s(kBlockQ * kBlockK), ds(kBlockQ * kBlockK), bias(kBlockK), dk(kBlockK * g.d_pad), dv(kBlockK * g.dv_pad) {}
+      : s(kBlockQ * kBlockK), ds(kBlockQ * kBlockK), bias(2 * kBlockK), dk(kBlockK * g.d_pad), dv(kBlockK * g.dv_pad) {}
 };
 
 // Scores of query tile qt (rows of (b, h)) against key tile kt, masked, turned into probabilities

@@ -1,4 +1,6 @@
 // Backward operands (fp32 q and dout, delta) and the probability recomputation shared by the passes.
+#include <algorithm>
+
 #include "attention_backward.h"
 #include "attention_gemm.h"
 #include "attention_rows.h"
@@ -17,8 +19,8 @@ void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeomet
             GemmInto::Overwrite);
   // a Full last tile may still have padding lanes past k_len to drop
   if (state == TileState::Partial || cols != n)
-    mask_score_tile(p.mask, b, h, qt * kBlockQ, rows, kt * kBlockK, cols, g.k_len, s, kBlockK, bias);
-  probabilities_from_lse(rows, cols, s, kBlockK, p.lse + (b * g.heads + h) * g.q_len + qt * kBlockQ);
+    mask_score_tile(p.mask, b, h, g.first_row(qt), rows, kt * kBlockK, cols, g.k_len, s, kBlockK, bias);
+  probabilities_from_lse(rows, cols, s, kBlockK, p.lse + (b * g.heads + h) * g.q_len + g.first_row(qt));
 }
 
 BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionGeometry& g, const PackedKeys& keys,
@@ -32,14 +34,21 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
   const int64_t items = g.batch * g.heads * g.q_tiles;
 #pragma omp parallel
   {
-    FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(kBlockK);
+    FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(2 * kBlockK);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
-      const int64_t rows = g.q_rows_in(qt), row0 = (b * g.heads + h) * g.q_len + qt * kBlockQ;
-      for (int64_t r = 0; r < rows; ++r) {
+      const int64_t rows = g.q_rows_in(qt), row0 = (b * g.heads + h) * g.q_len + g.first_row(qt);
+      const int64_t live = g.live_rows_in(p.mask, b, qt);
+      for (int64_t r = live; r < rows; ++r) {
+        // padded query rows attend nothing: zeros, whatever their inputs hold
+        std::fill(ops.q.get() + (row0 + r) * g.d_pad, ops.q.get() + (row0 + r + 1) * g.d_pad, 0.f);
+        std::fill(ops.dout.get() + (row0 + r) * g.dv_pad, ops.dout.get() + (row0 + r + 1) * g.dv_pad, 0.f);
+        ops.delta.get()[row0 + r] = 0.f;
+      }
+      for (int64_t r = 0; r < live; ++r) {
         const int64_t row = row0 + r;
-        load_row_f32(p.dtype, p.q, b * p.q_stride_b + h * p.q_stride_h + (qt * kBlockQ + r) * p.q_stride_i, g.d,
+        load_row_f32(p.dtype, p.q, b * p.q_stride_b + h * p.q_stride_h + (g.first_row(qt) + r) * p.q_stride_i, g.d,
                      (float)p.scale, ops.q.get() + row * g.d_pad, g.d_pad);
         float* dout = ops.dout.get() + row * g.dv_pad;
         load_row_f32(p.dtype, bp.dout, row * g.dv, g.dv, 1.f, dout, g.dv_pad);
@@ -58,7 +67,8 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
         for (int64_t r = 0; r < rows; ++r) {
           float acc = 0.f;
           for (int64_t c = 0; c < g.keys_in(kt); ++c)
-            acc += s.get()[r * kBlockK + c] * load_element(p.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
+            acc +=
+                s.get()[r * kBlockK + c] * load_element(p.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
           ops.delta.get()[row0 + r] += acc;
         }
       }

@@ -1,6 +1,8 @@
 // Forward of fused masked attention on CPU (fp32, fp16, bf16 inputs; fp32 math), flash-style:
-// one work item is (batch, head, query tile); it streams the key tiles its rows attend, keeping
+// one work item is (batch, kv head, query tile); it streams the key tiles its rows attend, keeping
 // the output, row max and row sum in fp32 scratch (online softmax), and never forms Lq x Lk.
+// The query heads sharing a kv head (GQA) are stacked into one tile of rows, so each K/V tile is
+// read once for the whole group (decoding with Lq = 1 gets `group` rows instead of one).
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -21,12 +23,18 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Per-thread fp32 scratch, reused across work items.
+// Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile.
 struct ForwardScratch {
-  FloatBuffer q, s, out, row_max, row_sum, alpha, lse, bias;
-  ForwardScratch(const AttentionGeometry& g)
-      : q(kBlockQ * g.d), s(kBlockQ * kBlockK), out(kBlockQ * g.dv_pad), row_max(kBlockQ), row_sum(kBlockQ),
-        alpha(kBlockQ), lse(kBlockQ), bias(kBlockK) {}
+  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias;
+  ForwardScratch(const AttentionGeometry& g, int64_t rows)
+      : q(rows * g.d),
+        s(rows * kBlockK),
+        out(rows * g.dv_pad),
+        row_max(round_up16(rows)),
+        row_sum16(rows * kLanes),
+        alpha(round_up16(rows)),
+        lse(rows),
+        bias(2 * kBlockK) {}
 };
 
 struct ForwardItem {
@@ -34,81 +42,103 @@ struct ForwardItem {
   const AttentionGeometry& g;
   const PackedKeys& keys;
   ForwardScratch& w;
-  int64_t b, h, qt;
+  int64_t b, hk, qt;
+  int64_t rows;  // query rows of one head in this tile; head hh of the group owns stacked rows hh * rows..
 
-  int64_t hk() const { return h / g.group; }
-  int64_t i0() const { return qt * kBlockQ; }
+  int64_t i0() const { return g.first_row(qt); }
+  int64_t stacked() const { return g.group * rows; }
+  int64_t head(int64_t hh) const { return hk * g.group + hh; }
+  int64_t out_row(int64_t hh) const { return (b * g.heads + head(hh)) * g.q_len + i0(); }  // in out, lse, weights
 
-  // S (rows x cols) = (scale q) k^T for key tile kt, masked when the tile is Partial.
-  void scores(int64_t rows, int64_t kt, TileState state, int64_t* cols) const {
+  // S (stacked rows x cols) = (scale q) k^T for key tile kt, masked when the tile is Partial.
+  void scores(int64_t kt, TileState state, int64_t* cols) const {
     const int64_t n = g.keys_in(kt);
     *cols = round_up16(n);
-    gemm_tile(rows, *cols, g.d, GemmA{w.q.get(), g.d, 1}, keys.k_t_tile(b, hk(), kt), kBlockK, w.s.get(), kBlockK,
+    gemm_tile(stacked(), *cols, g.d, GemmA{w.q.get(), g.d, 1}, keys.k_t_tile(b, hk, kt), kBlockK, w.s.get(), kBlockK,
               GemmInto::Overwrite);
     // a Full last tile may still have padding lanes past k_len to drop
     if (state == TileState::Partial || *cols != n)
-      mask_score_tile(p.mask, b, h, i0(), rows, kt * kBlockK, *cols, g.k_len, w.s.get(), kBlockK, w.bias.get());
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        mask_score_tile(p.mask, b, head(hh), i0(), rows, kt * kBlockK, *cols, g.k_len, w.s.get() + hh * rows * kBlockK,
+                        kBlockK, w.bias.get());
   }
 
   void run(const TileSpan& span) const {
-    const int64_t rows = g.q_rows_in(qt);
-    const int64_t bh_row = (b * g.heads + h) * g.q_len + i0();  // first row in out / lse / weights
     float* lse = w.lse.get();
     if (span.non_empty == 0) {
-      for (int64_t r = 0; r < rows; ++r) {
-        zero_row(p.dtype, p.out, (bh_row + r) * g.dv, g.dv);
-        lse[r] = kNegInf;
-      }
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        for (int64_t r = 0; r < rows; ++r) zero_row(p.dtype, p.out, (out_row(hh) + r) * g.dv, g.dv);
+      std::fill(lse, lse + stacked(), kNegInf);
     } else {
-      attend(rows, span, lse);
+      attend(span, lse);
     }
-    for (int64_t r = 0; r < rows; ++r) p.lse[bh_row + r] = lse[r];
-    if (p.weights) write_weights(rows, span, bh_row);
+    for (int64_t hh = 0; hh < g.group; ++hh) std::copy(lse + hh * rows, lse + (hh + 1) * rows, p.lse + out_row(hh));
+    if (p.weights) write_weights(span);
   }
 
-  void attend(int64_t rows, const TileSpan& span, float* lse) const {
-    const float scale = (float)p.scale;
-    const int64_t q_off = b * p.q_stride_b + h * p.q_stride_h + i0() * p.q_stride_i;
-    for (int64_t r = 0; r < rows; ++r) load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, scale, w.q.get() + r * g.d, g.d);
-    float *m = w.row_max.get(), *l = w.row_sum.get(), *out = w.out.get();
-    for (int64_t r = 0; r < rows; ++r) m[r] = kNegInf, l[r] = 0.f;
-    std::fill(out, out + rows * g.dv_pad, 0.f);
+  void load_q() const {
+    const int64_t live = g.live_rows_in(p.mask, b, qt);
+    for (int64_t hh = 0; hh < g.group; ++hh) {
+      const int64_t q_off = b * p.q_stride_b + head(hh) * p.q_stride_h + i0() * p.q_stride_i;
+      float* q = w.q.get() + hh * rows * g.d;
+      for (int64_t r = 0; r < live; ++r)
+        load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, (float)p.scale, q + r * g.d, g.d);
+      std::fill(q + live * g.d, q + rows * g.d, 0.f);
+    }
+  }
+
+  void attend(const TileSpan& span, float* lse) const {
+    const int64_t n_rows = stacked();
+    load_q();
+    float *m = w.row_max.get(), *l16 = w.row_sum16.get(), *out = w.out.get();
+    std::fill(m, m + round_up16(n_rows), kNegInf);  // whole vectors: online_softmax_tile reads 16 rows at once
+    std::fill(w.alpha.get(), w.alpha.get() + round_up16(n_rows), 0.f);
+    std::fill(l16, l16 + n_rows * kLanes, 0.f);
+    std::fill(out, out + n_rows * g.dv_pad, 0.f);
     for (int64_t kt = span.first; kt <= span.last; ++kt) {
       const TileState state = tile_state(p.mask, g, b, qt, kt);
       if (state == TileState::Empty) continue;
       int64_t cols;
-      scores(rows, kt, state, &cols);
-      online_softmax_tile(rows, cols, w.s.get(), kBlockK, m, l, w.alpha.get());
+      scores(kt, state, &cols);
+      online_softmax_tile(n_rows, cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
       int64_t ldv;
-      const float* v = keys.v_rows(b, hk(), kt, &ldv);
-      gemm_tile(rows, g.dv_pad, g.keys_in(kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, out, g.dv_pad,
+      const float* v = keys.v_rows(b, hk, kt, &ldv);
+      gemm_tile(n_rows, g.dv_pad, g.live_keys_in(p.mask, b, kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, out, g.dv_pad,
                 GemmInto::ScaleRowsAccumulate, w.alpha.get());
     }
-    const int64_t bh_row = (b * g.heads + h) * g.q_len + i0();
-    for (int64_t r = 0; r < rows; ++r) {
-      if (l[r] > 0.f) {
-        store_row(p.dtype, out + r * g.dv_pad, g.dv, 1.f / l[r], p.out, (bh_row + r) * g.dv);
-        lse[r] = m[r] + std::log(l[r]);
-      } else {
-        zero_row(p.dtype, p.out, (bh_row + r) * g.dv, g.dv);
-        lse[r] = kNegInf;
+    for (int64_t hh = 0; hh < g.group; ++hh)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t sr = hh * rows + r, dst = (out_row(hh) + r) * g.dv;
+        const float l = tree_sum16(load16(l16 + sr * kLanes));
+        if (l > 0.f) {
+          store_row(p.dtype, out + sr * g.dv_pad, g.dv, 1.f / l, p.out, dst);
+          lse[sr] = m[sr] + std::log(l);
+        } else {
+          zero_row(p.dtype, p.out, dst, g.dv);
+          lse[sr] = kNegInf;
+        }
       }
-    }
   }
 
   // Probabilities exp(s - lse) recomputed tile by tile; zeros where tiles are empty.
-  void write_weights(int64_t rows, const TileSpan& span, int64_t bh_row) const {
+  void write_weights(const TileSpan& span) const {
     for (int64_t kt = 0; kt < g.k_tiles; ++kt) {
       const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
       const TileState state = kt < span.first || kt > span.last ? TileState::Empty : tile_state(p.mask, g, b, qt, kt);
-      if (state == TileState::Empty) {
-        for (int64_t r = 0; r < rows; ++r) zero_row(p.dtype, p.weights, (bh_row + r) * g.k_len + j0, n);
-        continue;
+      if (state != TileState::Empty) {
+        int64_t cols;
+        scores(kt, state, &cols);
+        probabilities_from_lse(stacked(), cols, w.s.get(), kBlockK, w.lse.get());
       }
-      int64_t cols;
-      scores(rows, kt, state, &cols);
-      probabilities_from_lse(rows, cols, w.s.get(), kBlockK, w.lse.get());
-      for (int64_t r = 0; r < rows; ++r) store_row(p.dtype, w.s.get() + r * kBlockK, n, 1.f, p.weights, (bh_row + r) * g.k_len + j0);
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t dst = (out_row(hh) + r) * g.k_len + j0;
+          if (state == TileState::Empty) {
+            zero_row(p.dtype, p.weights, dst, n);
+          } else {
+            store_row(p.dtype, w.s.get() + (hh * rows + r) * kBlockK, n, 1.f, p.weights, dst);
+          }
+        }
     }
   }
 };
@@ -116,25 +146,27 @@ struct ForwardItem {
 }  // namespace
 
 void attention_fwd_f32_math(const AttentionFwdParams& p) {
-  const AttentionGeometry g = geometry_of(p);
+  const int64_t group = p.heads / p.kv_heads;
+  // a tile holds about kBlockQ stacked rows, whatever the group size
+  const AttentionGeometry g = geometry_of(p, std::max<int64_t>(1, kBlockQ / group));
   if (g.batch * g.heads * g.q_len == 0) return;
   const std::vector<TileSpan> spans = key_spans_of_query_tiles(p.mask, g);
   const PackedKeys keys = pack_keys(p, g, /*for_backward=*/false);
-  const int64_t items = g.batch * g.heads * g.q_tiles;
+  const int64_t items = g.batch * g.kv_heads * g.q_tiles;
   std::vector<int64_t> cost((size_t)items);
   for (int64_t it = 0; it < items; ++it) {
-    const int64_t qt = it % g.q_tiles, b = it / (g.heads * g.q_tiles);
+    const int64_t qt = it % g.q_tiles, b = it / (g.kv_heads * g.q_tiles);
     cost[it] = spans[b * g.q_tiles + qt].non_empty;
   }
-  const std::vector<int64_t> order = largest_first(cost);
+  const std::vector<int64_t> order = schedule_order(cost, g.q_tiles);
 #pragma omp parallel
   {
-    ForwardScratch scratch(g);
+    ForwardScratch scratch(g, g.group * g.q_block);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < items; ++n) {
       const int64_t it = order[n];
-      const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
-      ForwardItem{p, g, keys, scratch, b, h, qt}.run(spans[b * g.q_tiles + qt]);
+      const int64_t qt = it % g.q_tiles, hk = (it / g.q_tiles) % g.kv_heads, b = it / (g.kv_heads * g.q_tiles);
+      ForwardItem{p, g, keys, scratch, b, hk, qt, g.q_rows_in(qt)}.run(spans[b * g.q_tiles + qt]);
     }
   }
 }

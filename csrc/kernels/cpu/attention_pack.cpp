@@ -17,9 +17,10 @@ static void transpose_into(const float* rows, int64_t n, int64_t width, int64_t 
 }
 
 // Loads rows [0, n) of a tile as fp32 (kBlockK x width_pad), zero past n and past width.
-static void load_tile_rows(ScalarKind kind, const void* src, int64_t offset, int64_t stride_j, int64_t n,
-                           int64_t width, int64_t width_pad, float* out) {
-  for (int64_t j = 0; j < n; ++j) load_row_f32(kind, src, offset + j * stride_j, width, 1.f, out + j * width_pad, width_pad);
+static void load_tile_rows(ScalarKind kind, const void* src, int64_t offset, int64_t stride_j, int64_t n, int64_t width,
+                           int64_t width_pad, float* out) {
+  for (int64_t j = 0; j < n; ++j)
+    load_row_f32(kind, src, offset + j * stride_j, width, 1.f, out + j * width_pad, width_pad);
   std::memset(out + n * width_pad, 0, sizeof(float) * (size_t)((kBlockK - n) * width_pad));
 }
 
@@ -47,8 +48,8 @@ PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bo
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t kt = t % g.k_tiles, bh = t / g.k_tiles, hk = bh % g.kv_heads, b = bh / g.kv_heads;
-      const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
-      if (j0 >= p.mask.k_len_of(b)) continue;  // no query attends past the sequence's keys
+      const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
+      if (n == 0) continue;  // no query attends past the sequence's keys
       float* kr = for_backward ? pk.k.get() + t * kBlockK * g.d_pad : k_stage.get();
       load_tile_rows(p.dtype, p.k, b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j, p.k_stride_j, n, g.d,
                      g.d_pad, kr);

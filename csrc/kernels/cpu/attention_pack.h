@@ -24,9 +24,15 @@ struct PackedKeys {
   int64_t tiles_per_head = 0, d = 0, d_pad = 0, dv = 0, dv_pad = 0, kv_heads = 0;
 
   int64_t tile_index(int64_t b, int64_t hk, int64_t kt) const { return (b * kv_heads + hk) * tiles_per_head + kt; }
-  const float* k_t_tile(int64_t b, int64_t hk, int64_t kt) const { return k_t.get() + tile_index(b, hk, kt) * d * kBlockK; }
-  const float* v_t_tile(int64_t b, int64_t hk, int64_t kt) const { return v_t.get() + tile_index(b, hk, kt) * dv * kBlockK; }
-  const float* k_rows(int64_t b, int64_t hk, int64_t kt) const { return k.get() + tile_index(b, hk, kt) * kBlockK * d_pad; }
+  const float* k_t_tile(int64_t b, int64_t hk, int64_t kt) const {
+    return k_t.get() + tile_index(b, hk, kt) * d * kBlockK;
+  }
+  const float* v_t_tile(int64_t b, int64_t hk, int64_t kt) const {
+    return v_t.get() + tile_index(b, hk, kt) * dv * kBlockK;
+  }
+  const float* k_rows(int64_t b, int64_t hk, int64_t kt) const {
+    return k.get() + tile_index(b, hk, kt) * kBlockK * d_pad;
+  }
   // V rows of a tile and their row stride.
   const float* v_rows(int64_t b, int64_t hk, int64_t kt, int64_t* ld) const {
     if (v_direct) {

@@ -30,10 +30,14 @@ std::vector<TileSpan> query_spans_of_key_tiles(const MaskSpec& m, const Attentio
   return spans;
 }
 
-std::vector<int64_t> largest_first(const std::vector<int64_t>& cost) {
+std::vector<int64_t> schedule_order(const std::vector<int64_t>& cost, int64_t group_size) {
   std::vector<int64_t> order(cost.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  group_size = std::max<int64_t>(group_size, 1);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    const int64_t ga = a / group_size, gb = b / group_size;
+    return ga != gb ? ga < gb : cost[a] > cost[b];
+  });
   return order;
 }
 

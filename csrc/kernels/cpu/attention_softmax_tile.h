@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "attention_vec.h"
 #include "vec16.h"
 
 namespace maskattn {
@@ -13,29 +14,36 @@ namespace cpu {
 // Online softmax (FlashAttention-2): folds the tile into each row's running max and sum, replaces
 // the scores by exp(s - new max) and returns in alpha the factor that rescales the row's output so
 // far. A row with no allowed key yet keeps max -inf and gets zeros (never exp(-inf - -inf)).
-inline void online_softmax_tile(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max,
-                                float* row_sum, float* alpha) {
-  const float neg_inf = -std::numeric_limits<float>::infinity();
+// Row sums stay 16-lane vectors (row_sum16, 16 floats a row), reduced once at the end; the
+// rescale factors of 16 rows take one vector exp. row_max, alpha: multiples of 16 floats.
+inline void online_softmax_tile(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max, float* row_sum16,
+                                float* alpha) {
+  const f32x16 neg_inf = splat16(-std::numeric_limits<float>::infinity());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = s + r * lds;
+    f32x16 mx = neg_inf;
+    for (int64_t c = 0; c < cols; c += kLanes) mx = max16(mx, load16(row + c));
+    alpha[r] = std::max(row_max[r], tree_max16(mx));  // the new max, for now
+  }
+  for (int64_t r = 0; r < rows; r += kLanes) {
+    const f32x16 m_old = load16(row_max + r), m_new = load16(alpha + r);
+    store16(alpha + r, m_new == neg_inf ? splat16(1.f) : exp16(m_old - m_new));
+    store16(row_max + r, m_new);
+  }
   for (int64_t r = 0; r < rows; ++r) {
     float* row = s + r * lds;
-    f32x16 mx = splat16(neg_inf);
-    for (int64_t c = 0; c < cols; c += kLanes) mx = max16(mx, load16(row + c));
-    const float m_new = std::max(row_max[r], reduce_max16(mx));
-    if (m_new == neg_inf) {
+    const f32x16 m = splat16(row_max[r]);
+    if (row_max[r] == neg_inf[0]) {
       for (int64_t c = 0; c < cols; c += kLanes) store16(row + c, splat16(0.f));
-      alpha[r] = 1.f;
       continue;
     }
-    alpha[r] = exp1(row_max[r] - m_new);  // 0 when the old max was -inf
-    const f32x16 m16 = splat16(m_new);
-    f32x16 sum = splat16(0.f);
+    f32x16 sum = load16(row_sum16 + r * kLanes) * alpha[r];
     for (int64_t c = 0; c < cols; c += kLanes) {
-      const f32x16 e = exp16(load16(row + c) - m16);
+      const f32x16 e = exp16(load16(row + c) - m);
       store16(row + c, e);
       sum += e;
     }
-    row_sum[r] = row_sum[r] * alpha[r] + reduce_sum16(sum);
-    row_max[r] = m_new;
+    store16(row_sum16 + r * kLanes, sum);
   }
 }
 

@@ -14,24 +14,51 @@
 namespace maskattn {
 namespace cpu {
 
-inline float element_bias(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j) {
-  if (!m.allowed_in_range(b, h, i, j)) return -std::numeric_limits<float>::infinity();
-  return m.additive(b, h, i, j);
+inline float key_mask_bias(const MaskSpec& m, int64_t b, int64_t j) {
+  if (m.key_mask && !m.key_mask[b * m.key_mask_stride_b + j * m.key_mask_stride_j])
+    return -std::numeric_limits<float>::infinity();
+  return 0.f;
+}
+
+// Explicit mask of row i over keys j0 + [lo, hi) as a bias: 0 / -inf (bool) or the additive
+// value. Rows of contiguous bool or fp32 masks (the common materialised masks) run vectorised.
+inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo, int64_t hi,
+                              float* out) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t base = m.mask_offset(b, h, i, j0);
+  if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Bool) {
+    const uint8_t* src = static_cast<const uint8_t*>(m.mask) + base;
+    for (int64_t c = lo; c < hi; ++c) out[c] = src[c] ? 0.f : neg_inf;
+  } else if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Float32) {
+    const float* src = static_cast<const float*>(m.mask) + base;
+    for (int64_t c = lo; c < hi; ++c) out[c] = src[c];
+  } else if (m.mask_kind == ScalarKind::Bool) {
+    const uint8_t* src = static_cast<const uint8_t*>(m.mask);
+    for (int64_t c = lo; c < hi; ++c) out[c] = src[m.mask_offset(b, h, i, j0 + c)] ? 0.f : neg_inf;
+  } else {
+    for (int64_t c = lo; c < hi; ++c) out[c] = m.additive(b, h, i, j0 + c);
+  }
 }
 
 inline i32x16 lane_index16() { return i32x16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; }
 
 // s (rows x cols, row stride lds) holds the scores of rows i0.. and keys j0..; cols is a multiple
-// of 16 and may run past k_len (those keys are masked). bias: scratch of cols floats.
-inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0,
-                            int64_t cols, int64_t k_len, float* s, int64_t lds, float* bias) {
+// of 16 and may run past k_len (those keys are masked). bias: scratch of 2 * cols floats.
+inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+                            int64_t k_len, float* s, int64_t lds, float* bias) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  const bool elementwise = m.has_elementwise();
   const bool row_varying = m.mask != nullptr && m.mask_stride_i != 0;
+  const bool tile_biased = m.key_mask != nullptr || (m.mask != nullptr && !row_varying);
+  float* tile_bias = bias;                               // key_mask and a mask that is the same for every row
+  float* row_bias = bias + cols;                         // a mask that differs from row to row
   const int64_t in_memory = std::min(cols, k_len - j0);  // keys past k_len must not be read
-  if (elementwise && !row_varying) {
-    for (int64_t c = 0; c < in_memory; ++c) bias[c] = element_bias(m, b, h, i0, j0 + c);
-    for (int64_t c = in_memory; c < cols; ++c) bias[c] = neg_inf;
+  if (tile_biased) {
+    for (int64_t c = 0; c < in_memory; ++c) tile_bias[c] = key_mask_bias(m, b, j0 + c);
+    if (m.mask != nullptr && !row_varying) {
+      explicit_mask_row(m, b, h, i0, j0, 0, in_memory, row_bias);
+      for (int64_t c = 0; c < in_memory; ++c) tile_bias[c] += row_bias[c];
+    }
+    for (int64_t c = in_memory; c < cols; ++c) tile_bias[c] = neg_inf;
   }
   const f32x16 neg_inf16 = splat16(neg_inf);
   for (int64_t r = 0; r < rows; ++r) {
@@ -39,19 +66,17 @@ inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0,
     const KeyRange kr = m.key_range(b, i);
     const int64_t lo = std::min(std::max<int64_t>(kr.begin - j0, 0), cols);
     const int64_t hi = std::max(std::min(kr.end - j0, cols), lo);
-    if (!elementwise && lo == 0 && hi == cols) continue;  // row wholly inside the band
-    if (elementwise && row_varying)
-      for (int64_t c = lo; c < hi; ++c) bias[c] = element_bias(m, b, h, i, j0 + c);
+    if (!tile_biased && !row_varying && lo == 0 && hi == cols) continue;  // row wholly inside the band
+    // only [lo, hi) is filled: lanes outside it are dropped by the select below
+    if (row_varying) explicit_mask_row(m, b, h, i, j0, lo, hi, row_bias);
     float* row = s + r * lds;
-    const i32x16 lo16 = i32x16{} + (int32_t)lo, hi16 = i32x16{} + (int32_t)hi;
+    const i32x16 lo_v = i32x16{} + (int32_t)lo, hi_v = i32x16{} + (int32_t)hi;
     for (int64_t c = 0; c < cols; c += kLanes) {
       const i32x16 idx = lane_index16() + (int32_t)c;
-      const i32x16 keep = (idx >= lo16) & (idx < hi16);
+      const i32x16 keep = (idx >= lo_v) & (idx < hi_v);
       f32x16 x = load16(row + c);
-      if (elementwise) {
-        // outside [lo, hi) the row-varying bias is stale, but those lanes are dropped below
-        x += load16(bias + c);
-      }
+      if (tile_biased) x += load16(tile_bias + c);
+      if (row_varying) x += load16(row_bias + c);
       store16(row + c, keep ? x : neg_inf16);
     }
   }
