@@ -153,7 +153,11 @@ def test_opcheck():
             torch.rand(2, 9) > 0.3)
     torch.library.opcheck(torch.ops.maskattn.masked_softmax, args)
     p = torch.softmax(torch.randn(4, 9), -1)
-    torch.library.opcheck(torch.ops.maskattn.masked_softmax_backward, (torch.randn(4, 9), p, 0.5))
+    torch.library.opcheck(torch.ops.maskattn.masked_softmax_backward,
+                          (torch.randn(4, 9), p, 0.5, False, "top_left", None, None, None))
+    pc = ma.masked_softmax(torch.randn(2, 3, 5, 9), causal=True, align="bottom_right", k_lengths=torch.tensor([9, 4]))
+    torch.library.opcheck(torch.ops.maskattn.masked_softmax_backward,
+                          (torch.randn(2, 3, 5, 9), pc, 0.5, True, "bottom_right", 1, None, torch.tensor([9, 4])))
 
 
 def test_compile_fullgraph_forward_backward():

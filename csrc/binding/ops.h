@@ -28,7 +28,9 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
                              std::string_view align, OptInt window_left, OptInt window_right,
                              const OptTensor& k_lengths, const OptTensor& key_mask);
 
-at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale);
+at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
+                                      std::string_view align, OptInt window_left, OptInt window_right,
+                                      const OptTensor& k_lengths);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const OptTensor& mask, bool causal,

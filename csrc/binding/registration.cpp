@@ -12,7 +12,8 @@ TORCH_LIBRARY(maskattn, m) {
         "-> (Tensor, Tensor)");
   m.def("masked_softmax(Tensor scores, Tensor? mask, float scale, bool causal, str align, int? window_left, "
         "int? window_right, Tensor? k_lengths, Tensor? key_mask) -> Tensor");
-  m.def("masked_softmax_backward(Tensor grad, Tensor probs, float scale) -> Tensor");
+  m.def("masked_softmax_backward(Tensor grad, Tensor probs, float scale, bool causal, str align, int? window_left, "
+        "int? window_right, Tensor? k_lengths) -> Tensor");
   m.def("masked_attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, str align, "
         "int? window_left, int? window_right, Tensor? q_lengths, Tensor? k_lengths, Tensor? key_mask, "
         "float scale, bool return_weights) -> (Tensor, Tensor, Tensor)");

@@ -59,7 +59,9 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
   return probs;
 }
 
-at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale) {
+at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
+                                      std::string_view align, OptInt window_left, OptInt window_right,
+                                      const OptTensor& k_lengths) {
   const char* op = "maskattn.masked_softmax_backward";
   TORCH_CHECK(grad.sizes() == probs.sizes(), op, ": grad shape ", grad.sizes(), " must equal probs shape ",
               probs.sizes());
@@ -78,6 +80,19 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
   p.k_len = probs.size(-1);
   p.rows = probs.numel() / p.k_len;
   p.scale = scale;
+  const int64_t d = probs.dim();
+  TORCH_CHECK(d >= 2 && d <= 4, op, ": probs must have 2 to 4 dims, got ", probs.sizes());
+  const int64_t batch = d >= 3 ? probs.size(0) : 1;
+  p.heads = d == 4 ? probs.size(1) : 1;
+  p.q_len = probs.size(d - 2);
+  MaskArgs args;
+  args.causal = causal;
+  args.align = std::string(align);
+  args.window_left = window_left;
+  args.window_right = window_right;
+  args.k_lengths = k_lengths;
+  PreparedMask pm = prepare_mask(op, args, batch, p.heads, p.q_len, p.k_len, probs.sizes(), probs.device());
+  p.mask = pm.spec;
   run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },
                 [&](void* stream) { masked_softmax_bwd_cuda(p, stream); });
   return out;

@@ -20,14 +20,18 @@ struct MaskedSoftmaxParams {
 };
 
 // grad_scores = scale * probs * (grad - sum(grad * probs)) row by row; all three contiguous,
-// rows x k_len. Masked entries have probs == 0, so they get zero gradient with no mask needed.
+// rows x k_len, row r = ((b * heads + h) * q_len + i). Masked entries have probs == 0, so they get
+// zero gradient whatever the kernel does; `mask` (the band: causal, window, k_lengths) only lets
+// a kernel skip reading keys outside key_range(b, i).
 struct MaskedSoftmaxBwdParams {
   ScalarKind dtype = ScalarKind::Float32;
   const void* grad = nullptr;
   const void* probs = nullptr;
   void* grad_scores = nullptr;
   int64_t rows = 0, k_len = 0;
+  int64_t heads = 1, q_len = 1;
   double scale = 1.0;
+  MaskSpec mask;
 };
 
 void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p);

@@ -28,7 +28,7 @@ def _masked_softmax_fake(scores, mask, scale, causal, align, window_left, window
 
 
 @torch.library.register_fake("maskattn::masked_softmax_backward")
-def _masked_softmax_backward_fake(grad, probs, scale):
+def _masked_softmax_backward_fake(grad, probs, scale, causal, align, window_left, window_right, k_lengths):
     return torch.empty_like(probs, memory_format=torch.contiguous_format)
 
 
@@ -51,13 +51,17 @@ def _masked_attention_backward_fake(dout, dlse, dweights, q, k, v, out, lse, mas
 
 
 def _softmax_setup(ctx, inputs, output):
-    ctx.scale = inputs[2]
-    ctx.save_for_backward(output)
+    _scores, _mask, scale, causal, align, window_left, window_right, k_lengths, _key_mask = inputs
+    # the band (causal, window, k_lengths) lets the backward skip keys whose probability is 0
+    ctx.band = (scale, causal, align, window_left, window_right)
+    ctx.save_for_backward(output, k_lengths)
 
 
 def _softmax_backward(ctx, grad):
-    (probs,) = ctx.saved_tensors
-    grad_scores = ops.masked_softmax_backward(grad.to(probs.dtype), probs, ctx.scale)
+    probs, k_lengths = ctx.saved_tensors
+    scale, causal, align, window_left, window_right = ctx.band
+    grad_scores = ops.masked_softmax_backward(grad.to(probs.dtype), probs, scale, causal, align, window_left,
+                                              window_right, k_lengths)
     return grad_scores, None, None, None, None, None, None, None, None
 
 

@@ -102,21 +102,30 @@ void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < p.rows; ++r) {
       const int64_t off = r * n;
+      // only the band can hold non-zero probabilities: read it, write zeros around it
+      const KeyRange range = p.mask.key_range(r / (p.heads * p.q_len), r % p.q_len);
+      const int64_t lo = range.begin, len = range.end - range.begin;
       if (p.dtype == ScalarKind::Float64) {
         const double* gd = static_cast<const double*>(p.grad) + off;
         const double* pd = static_cast<const double*>(p.probs) + off;
         double* out = static_cast<double*>(p.grad_scores) + off;
         double dot = 0;
-        for (int64_t j = 0; j < n; ++j) dot += gd[j] * pd[j];
-        for (int64_t j = 0; j < n; ++j) out[j] = p.scale * pd[j] * (gd[j] - dot);
+        for (int64_t j = lo; j < range.end; ++j) dot += gd[j] * pd[j];
+        for (int64_t j = 0; j < n; ++j) out[j] = j >= lo && j < range.end ? p.scale * pd[j] * (gd[j] - dot) : 0.0;
       } else if (p.dtype == ScalarKind::Float32) {
-        const float* gf = static_cast<const float*>(p.grad) + off;
-        const float* pf = static_cast<const float*>(p.probs) + off;
-        row_softmax_grad(gf, pf, n, row_dot(gf, pf, n), (float)p.scale, static_cast<float*>(p.grad_scores) + off);
+        const float* gf = static_cast<const float*>(p.grad) + off + lo;
+        const float* pf = static_cast<const float*>(p.probs) + off + lo;
+        float* out = static_cast<float*>(p.grad_scores) + off;
+        row_softmax_grad(gf, pf, len, row_dot(gf, pf, len), (float)p.scale, out + lo);
+        row_fill(out, lo, 0.f);
+        row_fill(out + range.end, n - range.end, 0.f);
       } else {
-        load_row_as_float(p.dtype, p.grad, off, n, g.data());
-        load_row_as_float(p.dtype, p.probs, off, n, pr.data());
-        row_softmax_grad(g.data(), pr.data(), n, row_dot(g.data(), pr.data(), n), (float)p.scale, g.data());
+        load_row_as_float(p.dtype, p.grad, off + lo, len, g.data() + lo);
+        load_row_as_float(p.dtype, p.probs, off + lo, len, pr.data() + lo);
+        row_softmax_grad(g.data() + lo, pr.data() + lo, len, row_dot(g.data() + lo, pr.data() + lo, len),
+                         (float)p.scale, g.data() + lo);
+        row_fill(g.data(), lo, 0.f);
+        row_fill(g.data() + range.end, n - range.end, 0.f);
         store_row_from_float(p.dtype, p.grad_scores, off, n, g.data());
       }
     }

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 import torch
 
 from . import attention_cpu, attention_cuda, masks, softmax
+from .allocator import keep_freed_memory
 from .devices import DEVICE_CHOICES, device_name, resolve_devices
 from .harness import run_case
 from .peaks import PEAK_ROWS, measure_peaks
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a JSON report: device, versions, commit, csrc_sha256, tests, rows")
     parser.add_argument("--tests-junit", metavar="PATH", help="test counts for --report from pytest --junitxml")
     parser.add_argument("--run-tests", action="store_true", help="run the source tree's pytest for --report")
+    parser.add_argument("--fresh-pages", action="store_true",
+                        help="let the CPU allocator return freed memory to the OS (every allocation faults pages)")
     parser.add_argument("--plot", metavar="PATH", help="PNG of TFLOP/s against L per method (needs matplotlib)")
     parser.set_defaults(run=run)
 
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if not devices:
         print("maskattn bench: CUDA is not available; nothing to time (skipped)")
         return 0
+    if any(d.type == "cpu" for d in devices) and not args.fresh_pages:
+        print(keep_freed_memory())
     rows = bench_devices(devices, families, args.quick)
     print(render(rows))
     write_outputs(rows, devices, args)
