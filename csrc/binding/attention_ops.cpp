@@ -11,21 +11,6 @@
 
 namespace maskattn {
 
-static MaskArgs mask_args(const OptTensor& mask, bool causal, std::string_view align, OptInt window_left,
-                          OptInt window_right, const OptTensor& q_lengths, const OptTensor& k_lengths,
-                          const OptTensor& key_mask) {
-  MaskArgs a;
-  a.mask = mask;
-  a.causal = causal;
-  a.align = std::string(align);
-  a.window_left = window_left;
-  a.window_right = window_right;
-  a.q_lengths = q_lengths;
-  a.k_lengths = k_lengths;
-  a.key_mask = key_mask;
-  return a;
-}
-
 // Inner dimension contiguous, as every kernel loads rows of head_dim elements.
 static at::Tensor rows_contiguous(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
 
@@ -79,7 +64,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
   const char* op = "maskattn.masked_attention";
   const at::Tensor q = rows_contiguous(q_in), k = rows_contiguous(k_in), v = rows_contiguous(v_in);
   AttentionFwdParams p = attention_params(op, q, k, v, scale);
-  PreparedMask pm = prepare_mask(op, mask_args(mask, causal, align, window_left, window_right, q_lengths,
+  PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, window_left, window_right, q_lengths,
                                                k_lengths, key_mask),
                                  p.batch, p.heads, p.q_len, p.k_len, {p.batch, p.heads, p.q_len, p.k_len},
                                  q.device());
@@ -107,7 +92,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
   AttentionBwdParams p;
   p.fwd = attention_params(op, q, k, v, scale);
   const AttentionFwdParams& f = p.fwd;
-  PreparedMask pm = prepare_mask(op, mask_args(mask, causal, align, window_left, window_right, q_lengths,
+  PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, window_left, window_right, q_lengths,
                                                k_lengths, key_mask),
                                  f.batch, f.heads, f.q_len, f.k_len, {f.batch, f.heads, f.q_len, f.k_len},
                                  q.device());

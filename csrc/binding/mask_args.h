@@ -4,6 +4,7 @@
 #include <c10/util/Optional.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../mask_spec.h"
@@ -17,6 +18,14 @@ struct MaskArgs {
   std::optional<int64_t> window_left, window_right;
   std::optional<at::Tensor> q_lengths, k_lengths, key_mask;
 };
+
+// All mask arguments of an op in one value (absent ones as std::nullopt).
+inline MaskArgs make_mask_args(const std::optional<at::Tensor>& mask, bool causal, std::string_view align,
+                               std::optional<int64_t> window_left, std::optional<int64_t> window_right,
+                               const std::optional<at::Tensor>& q_lengths, const std::optional<at::Tensor>& k_lengths,
+                               const std::optional<at::Tensor>& key_mask) {
+  return MaskArgs{mask, causal, std::string(align), window_left, window_right, q_lengths, k_lengths, key_mask};
+}
 
 // A MaskSpec plus the tensors its pointers refer to (converted copies of small inputs).
 struct PreparedMask {

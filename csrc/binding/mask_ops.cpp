@@ -29,14 +29,8 @@ at::Tensor attention_mask_op(int64_t q_len, int64_t k_len, bool causal, std::str
   TORCH_CHECK(q_len >= 0, op, ": q_len must be >= 0, got ", q_len);
   TORCH_CHECK(k_len >= 0, op, ": k_len must be >= 0, got ", k_len);
   TORCH_CHECK(batch >= 1, op, ": batch must be >= 1, got ", batch);
-  MaskArgs args;
-  args.causal = causal;
-  args.align = std::string(align);
-  args.window_left = window_left;
-  args.window_right = window_right;
-  args.q_lengths = q_lengths;
-  args.k_lengths = k_lengths;
-  args.key_mask = key_mask;
+  const MaskArgs args = make_mask_args(std::nullopt, causal, align, window_left, window_right, q_lengths, k_lengths,
+                                       key_mask);
   PreparedMask pm = prepare_mask(op, args, batch, 1, q_len, k_len, {batch, 1, q_len, k_len}, device);
   at::Tensor out = at::empty({batch, 1, q_len, k_len}, at::TensorOptions().dtype(dtype).device(device));
   MaskBuildParams p;

@@ -28,14 +28,8 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
   const int64_t batch = d >= 3 ? scores.size(0) : 1;
   const int64_t heads = d == 4 ? scores.size(1) : 1;
   const int64_t q_len = scores.size(d - 2), k_len = scores.size(d - 1);
-  MaskArgs args;
-  args.mask = mask;
-  args.causal = causal;
-  args.align = std::string(align);
-  args.window_left = window_left;
-  args.window_right = window_right;
-  args.k_lengths = k_lengths;
-  args.key_mask = key_mask;
+  const MaskArgs args = make_mask_args(mask, causal, align, window_left, window_right, std::nullopt, k_lengths,
+                                       key_mask);
   PreparedMask pm = prepare_mask(op, args, batch, heads, q_len, k_len, scores.sizes(), scores.device());
   // rows may be strided, keys must be contiguous for vector loads
   const at::Tensor x = scores.stride(-1) == 1 ? scores : scores.contiguous();
@@ -85,12 +79,8 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
   const int64_t batch = d >= 3 ? probs.size(0) : 1;
   p.heads = d == 4 ? probs.size(1) : 1;
   p.q_len = probs.size(d - 2);
-  MaskArgs args;
-  args.causal = causal;
-  args.align = std::string(align);
-  args.window_left = window_left;
-  args.window_right = window_right;
-  args.k_lengths = k_lengths;
+  const MaskArgs args = make_mask_args(std::nullopt, causal, align, window_left, window_right, std::nullopt,
+                                       k_lengths, std::nullopt);
   PreparedMask pm = prepare_mask(op, args, batch, p.heads, p.q_len, p.k_len, probs.sizes(), probs.device());
   p.mask = pm.spec;
   run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },

@@ -1,7 +1,7 @@
 // CPU mask construction: the MaskSpec predicate materialised, ids compared, MLM tokens drawn.
 #include "../mask_build.h"
 
-#include "../../philox.h"
+#include "../../token_selection.h"
 #include "mask_store.h"
 
 namespace maskattn {
@@ -50,14 +50,7 @@ void padding_mask_from_ids_cpu(const IdsMaskParams& p) {
 
 void random_token_mask_cpu(const TokenMaskParams& p) {
 #pragma omp parallel for schedule(static)
-  for (int64_t e = 0; e < p.n; ++e) {
-    const int64_t id = p.ids[e];
-    bool special = false;
-    for (int64_t s = 0; s < p.num_special; ++s) special |= id == p.special_ids[s];
-    const bool pick = !special && philox_uniform(p.seed, p.offset, (uint64_t)e) < p.p;
-    p.selected[e] = pick ? 1 : 0;
-    p.masked_ids[e] = pick ? p.mask_id : id;
-  }
+  for (int64_t e = 0; e < p.n; ++e) select_token(p, e);
 }
 
 }  // namespace maskattn

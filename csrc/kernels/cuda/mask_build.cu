@@ -1,6 +1,6 @@
 // CUDA mask construction: the MaskSpec predicate materialised, ids compared with pad_id, and
 // masked-language-model tokens drawn with the counter-based Philox shared with the CPU kernel.
-#include "../../philox.h"
+#include "../../token_selection.h"
 #include "../mask_build.h"
 #include "cuda_common.cuh"
 #include "mask_store.cuh"
@@ -64,15 +64,7 @@ __global__ void __launch_bounds__(kMaskThreads)
 
 __global__ void __launch_bounds__(kMaskThreads) random_token_mask_kernel(const TokenMaskParams p) {
   const int64_t step = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < p.n; e += step) {
-    const int64_t id = p.ids[e];
-    bool special = false;
-    for (int64_t s = 0; s < p.num_special; ++s) special |= id == p.special_ids[s];
-    // same draw as the CPU kernel: uniform(seed, offset, e), compared in float
-    const bool pick = !special && philox_uniform(p.seed, p.offset, (uint64_t)e) < p.p;
-    p.selected[e] = pick ? 1 : 0;
-    p.masked_ids[e] = pick ? p.mask_id : id;
-  }
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < p.n; e += step) select_token(p, e);
 }
 
 template <typename Bits>
