@@ -64,11 +64,19 @@ struct MaskSpec {
     return b * mask_stride_b + h * mask_stride_h + i * mask_stride_i + j * mask_stride_j;
   }
 
+  // key_mask part of the predicate (true without a key_mask).
+  MA_HD bool key_allowed(int64_t b, int64_t j) const {
+    return !key_mask || key_mask[b * key_mask_stride_b + j * key_mask_stride_j];
+  }
+
+  // Explicit boolean mask part of the predicate (true without one).
+  MA_HD bool bool_mask_allows(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return !has_bool_mask() || static_cast<const uint8_t*>(mask)[mask_offset(b, h, i, j)];
+  }
+
   // Element-wise part of the predicate, for a key already known to be inside key_range(b, i).
   MA_HD bool allowed_in_range(int64_t b, int64_t h, int64_t i, int64_t j) const {
-    if (key_mask && !key_mask[b * key_mask_stride_b + j * key_mask_stride_j]) return false;
-    if (has_bool_mask() && !static_cast<const uint8_t*>(mask)[mask_offset(b, h, i, j)]) return false;
-    return true;
+    return key_allowed(b, j) && bool_mask_allows(b, h, i, j);
   }
 
   // The predicate: may query row i of (b, h) attend to key j?

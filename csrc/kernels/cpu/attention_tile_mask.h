@@ -15,13 +15,12 @@ namespace maskattn {
 namespace cpu {
 
 inline float key_mask_bias(const MaskSpec& m, int64_t b, int64_t j) {
-  if (m.key_mask && !m.key_mask[b * m.key_mask_stride_b + j * m.key_mask_stride_j])
-    return -std::numeric_limits<float>::infinity();
-  return 0.f;
+  return m.key_allowed(b, j) ? 0.f : -std::numeric_limits<float>::infinity();
 }
 
 // Explicit mask of row i over keys j0 + [lo, hi) as a bias: 0 / -inf (bool) or the additive
-// value. Rows of contiguous bool or fp32 masks (the common materialised masks) run vectorised.
+// value. Rows of contiguous bool or fp32 masks (the common materialised masks) read the row
+// directly so the loop vectorises; other layouts ask MaskSpec element by element.
 inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo, int64_t hi,
                               float* out) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -33,8 +32,7 @@ inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i
     const float* src = static_cast<const float*>(m.mask) + base;
     for (int64_t c = lo; c < hi; ++c) out[c] = src[c];
   } else if (m.mask_kind == ScalarKind::Bool) {
-    const uint8_t* src = static_cast<const uint8_t*>(m.mask);
-    for (int64_t c = lo; c < hi; ++c) out[c] = src[m.mask_offset(b, h, i, j0 + c)] ? 0.f : neg_inf;
+    for (int64_t c = lo; c < hi; ++c) out[c] = m.bool_mask_allows(b, h, i, j0 + c) ? 0.f : neg_inf;
   } else {
     for (int64_t c = lo; c < hi; ++c) out[c] = m.additive(b, h, i, j0 + c);
   }
