@@ -49,13 +49,14 @@ struct MaskSpec {
   MA_HD bool has_elementwise() const { return key_mask != nullptr || mask != nullptr; }
 
   // Band of keys left after lengths, causal and window: everything outside is masked.
+  // Always 0 <= begin <= end <= k_len_of(b), so callers may fill [0, begin) and [end, k_len).
   MA_HD KeyRange key_range(int64_t b, int64_t i) const {
     const int64_t ql = q_len_of(b), kl = k_len_of(b);
     if (i >= ql || kl <= 0) return {0, 0};
     const int64_t p = i + offset_of(b);
     int64_t lo = window_left < 0 ? 0 : p - window_left;
     int64_t hi = window_right < 0 ? kl : p + window_right + 1;
-    lo = lo < 0 ? 0 : lo;
+    lo = lo < 0 ? 0 : (lo > kl ? kl : lo);  // a band wholly past the keys is empty at k_len, not beyond
     hi = hi > kl ? kl : hi;
     return {lo, hi < lo ? lo : hi};
   }
