@@ -13,6 +13,7 @@ from maskattn.distributed._local import run_local
 
 JOIN_TIMEOUT_S = 240
 F64_BOUND = 1e-10
+SUBGROUP_CASES = ("causal zigzag float64", "gqa causal zigzag float32")
 
 
 def packed_ids(b, length):
@@ -84,37 +85,46 @@ def max_err(ours, ref):
     return err if inf_ok else float("inf")
 
 
-def ring_rank(cases):
-    """On each rank: the ring on its shards; the errors of its shards against the references."""
-    report = {}
-    for case in cases:
-        layout, kw = case["layout"], case["kw"]
-        q, k, v = (shard(t, layout=layout).requires_grad_() for t in case["inputs"])
-        out, lse = context_parallel_attention(q, k, v, layout=layout, return_lse=True, **kw)
-        g, h = (shard(t, layout=layout) for t in (case["g"], case["h"]))
-        loss = (out * g.to(out.dtype)).sum() + (torch.where(torch.isfinite(lse), lse, 0.0) * h).sum()
-        grads = torch.autograd.grad(loss, (q, k, v))
-        ours = [out, lse, *grads]
-        assert out.dtype == q.dtype and lse.dtype == torch.float32 and all(
-            gr.dtype == q.dtype for gr in grads), case["name"]
-        refs = [shard(r, layout=layout) for r in case["ref"]]
-        report[case["name"]] = [(what, max_err(o.detach(), r), bound) for what, o, r, bound in
-                                zip(("out", "lse", "dq", "dk", "dv"), ours, refs, case["bounds"])]
-        full = unshard(out.detach(), layout=layout)
-        report[case["name"]].append(("unshard(out)", max_err(full, case["ref"][0]), case["bounds"][0]))
-        plain = context_parallel_attention(q.detach(), k.detach(), v.detach(), layout=layout, **kw)
-        report[case["name"]].append(("out without lse", max_err(plain, out.detach()), 0.0))
+def check_case(case, group=None):
+    """The ring on this rank's shards of one case: its errors against the references."""
+    layout, kw = case["layout"], case["kw"]
+    q, k, v = (shard(t, group, layout).requires_grad_() for t in case["inputs"])
+    out, lse = context_parallel_attention(q, k, v, group=group, layout=layout, return_lse=True, **kw)
+    g, h = (shard(t, group, layout) for t in (case["g"], case["h"]))
+    loss = (out * g.to(out.dtype)).sum() + (torch.where(torch.isfinite(lse), lse, 0.0) * h).sum()
+    grads = torch.autograd.grad(loss, (q, k, v))
+    assert out.dtype == q.dtype and lse.dtype == torch.float32 and all(gr.dtype == q.dtype for gr in grads)
+    refs = [shard(r, group, layout) for r in case["ref"]]
+    rows = [(what, max_err(o.detach(), r), bound)
+            for what, o, r, bound in zip(("out", "lse", "dq", "dk", "dv"), [out, lse, *grads], refs, case["bounds"])]
+    rows.append(("unshard(out)", max_err(unshard(out.detach(), group, layout), case["ref"][0]), case["bounds"][0]))
+    plain = context_parallel_attention(q.detach(), k.detach(), v.detach(), group=group, layout=layout, **kw)
+    rows.append(("out without lse", max_err(plain, out.detach()), 0.0))
+    return rows
+
+
+def ring_rank(cases, subgroup_cases):
+    """Every case on the whole group, then ``subgroup_cases`` on two halves of it at once (ranks
+    of a subgroup are not the global ranks the transfers address)."""
+    report = {case["name"]: check_case(case) for case in cases}
+    if subgroup_cases:
+        world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        halves = [torch.distributed.new_group(list(range(parity, world, 2))) for parity in (0, 1)]
+        for case in subgroup_cases:
+            report[f"subgroup {case['name']}"] = check_case(case, halves[rank % 2])
     return report
 
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_ring_matches_single_process(world):
     cases = build_cases(world)
-    reports = run_local(ring_rank, world, (cases,), group_timeout_s=60, join_timeout_s=JOIN_TIMEOUT_S)
+    subgroup_cases = [c for c in build_cases(world // 2) if c["name"] in SUBGROUP_CASES] if world == 4 else []
+    reports = run_local(ring_rank, world, (cases, subgroup_cases), group_timeout_s=60, join_timeout_s=JOIN_TIMEOUT_S)
     failures = [f"rank {r} {name}: {what} error {err:.3g} > {bound:.3g}"
                 for r, report in enumerate(reports) for name, rows in report.items()
                 for what, err, bound in rows if not err <= bound]
     assert not failures, "\n".join(failures)
+    assert all(len(report) == len(cases) + len(subgroup_cases) for report in reports)
 
 
 def disagreeing_rank(timeout_s):
@@ -155,7 +165,7 @@ def test_disagreeing_ranks_fail_cleanly():
 def absent_peer_rank(timeout_s):
     """Rank 1 never calls: rank 0 must fail at the group timeout, not hang."""
     if torch.distributed.get_rank() == 1:
-        time.sleep(timeout_s + 3)
+        time.sleep(timeout_s + 1)
         return None
     start = time.monotonic()
     q = torch.randn(1, 1, 4, 8)

@@ -34,11 +34,11 @@ class BlockMask:
         return None if self.q_segments is None else (self.q_segments, self.k_segments)
 
 
-def block_is_empty(q_piece: Piece, k_piece: Piece, causal: bool) -> bool:
-    """Wholly masked from shapes and offsets alone (no device sync): no queries or keys, or under
-    a causal mask every key after the block's last query."""
+def block_is_empty(q_piece: Piece, k_piece: Piece, causal: bool, k_limit: Optional[int]) -> bool:
+    """Wholly masked, from host-side numbers only: no queries or keys; under a causal mask every
+    key after the block's last query; every key at or past ``k_limit`` (the largest k_lengths)."""
     (qs, qn), (ks, kn) = q_piece, k_piece
-    return qn == 0 or kn == 0 or (causal and ks > qs + qn - 1)
+    return qn == 0 or kn == 0 or (causal and ks > qs + qn - 1) or (k_limit is not None and ks >= k_limit)
 
 
 def block_mask(q_piece: Piece, k_piece: Piece, causal: bool, k_lengths: Optional[torch.Tensor],

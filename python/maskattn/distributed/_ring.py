@@ -2,7 +2,6 @@
 with ``torch.distributed.batch_isend_irecv``, so the transfer runs while the caller computes."""
 from __future__ import annotations
 
-import time
 from typing import List, Optional
 
 import torch
@@ -14,14 +13,13 @@ from . import _stats
 class Transfer:
     """One exchange in flight; ``wait()`` returns the received buffer."""
 
-    def __init__(self, works: List, received: torch.Tensor, nbytes: int):
-        self._works, self._received, self.nbytes = works, received, nbytes
+    def __init__(self, works: List, received: torch.Tensor, label: str):
+        self._works, self._received, self._label = works, received, label
 
     def wait(self) -> torch.Tensor:
-        start = time.perf_counter()
-        for work in self._works:
-            work.wait()
-        _stats.add("wait_s", time.perf_counter() - start)
+        with _stats.timed(f"wait_{self._label}"):
+            for work in self._works:
+                work.wait()
         return self._received
 
 
@@ -35,11 +33,12 @@ class Ring:
     def _global(self, group_rank: int) -> int:
         return group_rank if self.group is None else dist.get_global_rank(self.group, group_rank)
 
-    def pass_on(self, send: torch.Tensor, recv_numel: int, tag: int) -> Transfer:
+    def pass_on(self, send: torch.Tensor, recv_numel: int, tag: int, label: str) -> Transfer:
         """Sends ``send`` to the next rank, receives ``recv_numel`` elements (same dtype) from the
-        previous one. Both ends know the sizes, so an empty buffer is simply not sent."""
+        previous one. Both ends know the sizes, so an empty buffer is simply not sent. ``label``
+        names the transfer in the bench's counters."""
         if self.world == 1:
-            return Transfer([], send, 0)
+            return Transfer([], send, label)
         received = torch.empty(recv_numel, dtype=send.dtype, device=send.device)
         ops = []
         if send.numel():
@@ -47,6 +46,5 @@ class Ring:
         if recv_numel:
             ops.append(dist.P2POp(dist.irecv, received, self.prev, self.group, tag))
         works = dist.batch_isend_irecv(ops) if ops else []
-        nbytes = send.numel() * send.element_size()
-        _stats.add("bytes_sent", nbytes)
-        return Transfer(works, received, nbytes)
+        _stats.add(f"bytes_{label}", send.numel() * send.element_size())
+        return Transfer(works, received, label)

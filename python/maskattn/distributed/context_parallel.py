@@ -9,15 +9,15 @@ each shard travel one step behind its k/v (fp32 accumulators), arriving home aft
 """
 from __future__ import annotations
 
-import time
 from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
 from . import _stats
+from ._agree import agree
 from ._block import block_backward, block_forward
-from ._plan import Block, Plan, agree
+from ._plan import Block, Plan
 from ._ring import Ring
 
 _KV_TAG, _GRAD_TAG = 0, 1
@@ -27,9 +27,9 @@ def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _pack(k: torch.Tensor, v: torch.Tensor, dtype=None) -> torch.Tensor:
+def _pack(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """k and v of a shard in one flat buffer: one message per step."""
-    return torch.cat([k.reshape(-1), v.reshape(-1)]).to(dtype or k.dtype)
+    return torch.cat([k.reshape(-1), v.reshape(-1)])
 
 
 def _unpack(buf: torch.Tensor, plan: Plan, rank: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -48,6 +48,31 @@ def _merge(out: torch.Tensor, lse: torch.Tensor, o: torch.Tensor, l: torch.Tenso
     lse.copy_(new)
 
 
+def _forward_blocks(q, k_src, v_src, blocks: List[Block], scale: float, out, lse, touched: set) -> None:
+    """Computes this step's blocks and merges them into (out, lse)."""
+    for blk in blocks:
+        o, l = block_forward(q[:, :, blk.q_rows], k_src[:, :, blk.k_rows], v_src[:, :, blk.k_rows], blk.mask, scale)
+        if blk.q_rows.start in touched:
+            _merge(out[:, :, blk.q_rows], lse[:, :, blk.q_rows], o, l)
+        else:  # the first block of these rows: a copy, no merge
+            out[:, :, blk.q_rows] = o
+            lse[:, :, blk.q_rows] = l
+            touched.add(blk.q_rows.start)
+
+
+def _backward_blocks(saved, dout, dlse, k_src, v_src, blocks: List[Block], scale: float, dq, dk_src, dv_src) -> None:
+    """Adds this step's blocks' gradients into dq (home) and dk/dv of the shard in hand."""
+    q, out, lse = saved
+    for blk in blocks:
+        rows, keys = blk.q_rows, blk.k_rows
+        dq_b, dk_b, dv_b = block_backward(dout[:, :, rows], None if dlse is None else dlse[:, :, rows], q[:, :, rows],
+                                          k_src[:, :, keys], v_src[:, :, keys], out[:, :, rows], lse[:, :, rows],
+                                          blk.mask, scale)
+        dq[:, :, rows] += dq_b
+        dk_src[:, :, keys] += dk_b
+        dv_src[:, :, keys] += dv_b
+
+
 class _RingAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, plan: Plan, blocks: List[List[Block]]):
@@ -55,26 +80,15 @@ class _RingAttention(torch.autograd.Function):
         b, h, n, _ = q.shape
         out = torch.zeros(b, h, n, plan.kv_shape[3], dtype=acc, device=q.device)
         lse = torch.full((b, h, n), float("-inf"), dtype=acc, device=q.device)
-        touched = set()  # query runs written once: their first block is copied, not merged
+        touched = set()
         ring = Ring(plan.group, plan.world, plan.rank)
         kv = _pack(k, v)
         for step in range(plan.world):
             src = (plan.rank - step) % plan.world
-            transfer = ring.pass_on(kv, plan.kv_numel(src - 1), _KV_TAG) if step < plan.world - 1 else None
-            start = time.perf_counter()
-            k_src, v_src = _unpack(kv, plan, src)
-            for blk in blocks[src]:
-                o, l = block_forward(q[:, :, blk.q_rows], k_src[:, :, blk.k_rows], v_src[:, :, blk.k_rows], blk.mask,
-                                     plan.scale)
-                rows = blk.q_rows.start
-                if rows in touched:
-                    _merge(out[:, :, blk.q_rows], lse[:, :, blk.q_rows], o, l)
-                else:
-                    out[:, :, blk.q_rows] = o
-                    lse[:, :, blk.q_rows] = l
-                    touched.add(rows)
-            _stats.add("compute_s", time.perf_counter() - start)
-            _stats.add("blocks", len(blocks[src]))
+            # posted first: the next shard travels while this one is computed on
+            transfer = ring.pass_on(kv, plan.kv_numel(src - 1), _KV_TAG, "kv") if step < plan.world - 1 else None
+            with _stats.timed("compute"):
+                _forward_blocks(q, *_unpack(kv, plan, src), blocks[src], plan.scale, out, lse, touched)
             if transfer is not None:
                 kv = transfer.wait()
         out = out.to(q.dtype)
@@ -95,25 +109,16 @@ class _RingAttention(torch.autograd.Function):
         grads_in = None
         for step in range(plan.world):
             src = (plan.rank - step) % plan.world
-            transfer = ring.pass_on(kv, plan.kv_numel(src - 1), _KV_TAG) if step < plan.world - 1 else None
-            start = time.perf_counter()
-            k_src, v_src = _unpack(kv, plan, src)
+            transfer = ring.pass_on(kv, plan.kv_numel(src - 1), _KV_TAG, "kv") if step < plan.world - 1 else None
             grads = torch.zeros(plan.kv_numel(src), dtype=acc, device=q.device)
-            dk_src, dv_src = _unpack(grads, plan, src)
-            for blk in blocks[src]:
-                rows, keys = blk.q_rows, blk.k_rows
-                dq_b, dk_b, dv_b = block_backward(dout[:, :, rows], None if dlse is None else dlse[:, :, rows],
-                                                  q[:, :, rows], k_src[:, :, keys], v_src[:, :, keys],
-                                                  out[:, :, rows], lse[:, :, rows], blk.mask, plan.scale)
-                dq[:, :, rows] += dq_b
-                dk_src[:, :, keys] += dk_b
-                dv_src[:, :, keys] += dv_b
-            _stats.add("compute_s", time.perf_counter() - start)
+            with _stats.timed("compute"):
+                _backward_blocks((q, out, lse), dout, dlse, *_unpack(kv, plan, src), blocks[src], plan.scale, dq,
+                                 *_unpack(grads, plan, src))
             if grads_in is not None:
                 grads += grads_in.wait()
             # to the next rank, which adds its blocks next step; after the last step every
             # shard's gradient has met every rank's queries and arrives at its owner
-            grads_in = ring.pass_on(grads, plan.kv_numel(src - 1), _GRAD_TAG)
+            grads_in = ring.pass_on(grads, plan.kv_numel(src - 1), _GRAD_TAG, "grad")
             if transfer is not None:
                 kv = transfer.wait()
         dk, dv = _unpack(grads_in.wait(), plan, plan.rank)
@@ -142,8 +147,11 @@ def context_parallel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     Cost: one small all-gather of shapes per call (a host sync on GPU) checks that every rank
     passed the same attention, so a disagreement raises the same error on every rank instead of a
     hang; then ``world - 1`` k/v transfers forward, each overlapped with a step's blocks.
-    Blocks wholly masked by the causal mask are skipped from offsets alone; blocks that lengths or
-    segments mask wholly are left to the kernel, which skips their tiles without a host sync.
+    Blocks wholly masked by the causal mask (from offsets) or by ``k_lengths`` (from its largest
+    value, read in that one gather) are never computed; blocks that ``segments`` mask wholly are
+    left to the kernel, which skips their tiles: deciding them on the host would take per-block
+    id ranges there, another device-to-host copy per call on GPU, to save only a call whose tiles
+    are all skipped.
     """
     plan = agree(q, k, v, group, layout, causal, k_lengths, segments, scale)
     blocks = [plan.blocks(plan.rank, src, k_lengths, segments) for src in range(plan.world)]
