@@ -3,7 +3,7 @@ from typing import Optional
 
 import torch
 
-from ._args import check_align, check_tensor, split_window
+from ._args import as_tensor, check_align, check_key_mask, check_scale, check_tensor, split_window
 from ._ops import ops
 
 
@@ -16,11 +16,19 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     dtype. ``mask`` (bool, True = attend, or additive float) broadcasts to ``scores`` without a
     copy; ``causal``/``align``/``window``/``k_lengths`` ``(B,)``/``key_mask`` ``(B, Lk)`` are applied
     without being materialised, all combined with AND. A row with no allowed key is all zeros
-    (and gets zero gradient), never NaN. Differentiable in ``scores``.
+    (and gets zero gradient), never NaN; a NaN score makes its row NaN, as in torch. ``scale`` must
+    be finite. ``k_lengths`` and ``key_mask`` may be given as lists. Differentiable in ``scores``,
+    twice: double backward (``create_graph=True``) runs the backward as differentiable torch ops.
     """
     fn = "masked_softmax"
     check_tensor(scores, "scores", fn)
     check_tensor(mask, "mask", fn)
     check_align(align, fn)
     left, right = split_window(window, fn)
-    return ops.masked_softmax(scores, mask, float(scale), bool(causal), align, left, right, k_lengths, key_mask)
+    scale = check_scale(scale, fn)
+    k_lengths = as_tensor(k_lengths, "k_lengths", fn, scores.device)
+    key_mask = as_tensor(key_mask, "key_mask", fn, scores.device)
+    check_tensor(k_lengths, "k_lengths", fn)
+    check_tensor(key_mask, "key_mask", fn)
+    check_key_mask(key_mask, fn, scores.shape[-1] if scores.dim() else 0)
+    return ops.masked_softmax(scores, mask, scale, bool(causal), align, left, right, k_lengths, key_mask)
