@@ -87,6 +87,19 @@ def explicit_masks(draw, full_shape, max_magnitude=1e9):
 
 
 @st.composite
+def optional_masks(draw, batch, q_len, k_len, with_q_lengths=True):
+    """Some of q_lengths, k_lengths, key_mask (each drawn or absent), as case entries."""
+    case = {}
+    if with_q_lengths and draw(st.booleans()):
+        case["q_lengths"] = draw(lengths(batch, q_len))
+    if draw(st.booleans()):
+        case["k_lengths"] = draw(lengths(batch, k_len))
+    if draw(st.booleans()):
+        case["key_mask"] = draw(key_masks(batch))
+    return case
+
+
+@st.composite
 def softmax_cases(draw, device):
     dims = draw(st.integers(2, 4))
     lead = [draw(st.integers(0, 3)) for _ in range(dims - 2)]
@@ -96,10 +109,7 @@ def softmax_cases(draw, device):
     case = {"shape": shape, "dtype": draw(st.sampled_from(dtypes_on(device))), "layout": draw(st.sampled_from(LAYOUTS)),
             "scale": draw(scales()), "seed": draw(st.integers(0, 2 ** 32 - 1))}
     case.update(draw(bands(q_len, k_len)))
-    if draw(st.booleans()):
-        case["k_lengths"] = draw(lengths(batch, k_len))
-    if draw(st.booleans()):
-        case["key_mask"] = draw(key_masks(batch))
+    case.update(draw(optional_masks(batch, q_len, k_len, with_q_lengths=False)))
     if draw(st.booleans()):
         case["mask"] = draw(explicit_masks(shape))
     return case
@@ -120,12 +130,7 @@ def attention_cases(draw, device, scale=ORDINARY_SCALES, max_additive=30.0):
             "head_dim": head_dim, "v_dim": v_dim, "dtype": dtype, "layout": draw(st.sampled_from(LAYOUTS)),
             "scale": draw(st.one_of(st.none(), st.just(scale))), "seed": draw(st.integers(0, 2 ** 32 - 1))}
     case.update(draw(bands(q_len, k_len)))
-    if draw(st.booleans()):
-        case["q_lengths"] = draw(lengths(batch, q_len))
-    if draw(st.booleans()):
-        case["k_lengths"] = draw(lengths(batch, k_len))
-    if draw(st.booleans()):
-        case["key_mask"] = draw(key_masks(batch))
+    case.update(draw(optional_masks(batch, q_len, k_len)))
     if draw(st.booleans()):
         case["mask"] = draw(explicit_masks((batch, heads, q_len, k_len), max_additive))
     return case
@@ -140,12 +145,7 @@ def mask_builder_cases(draw):
             "masked_value": draw(st.sampled_from([float("-inf"), -1e9, -1e4, -3.0])),
             "batch": draw(st.one_of(st.none(), st.just(batch)))}  # None: from the tensors, or 1
     case.update(draw(bands(q_len, k_len)))
-    if draw(st.booleans()):
-        case["q_lengths"] = draw(lengths(batch, q_len))
-    if draw(st.booleans()):
-        case["k_lengths"] = draw(lengths(batch, k_len))
-    if draw(st.booleans()):
-        case["key_mask"] = draw(key_masks(batch))
+    case.update(draw(optional_masks(batch, q_len, k_len)))
     return case
 
 

@@ -3,24 +3,10 @@ import pytest
 import torch
 
 import maskattn as ma
-from maskattn.reference import reference_allowed, reference_masked_softmax
+from maskattn.reference import reference_masked_softmax
 
 from conftest import DEVICES, dtypes_for
-from tolerance import assert_rule
-
-
-def torch_same_precision(x, mask, scale, **kw):
-    """torch's own masked_fill + softmax in x's dtype: the baseline of the accuracy rule."""
-    shape = x.shape
-    b = shape[0] if x.dim() >= 3 else 1
-    h = shape[1] if x.dim() == 4 else 1
-    m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1]) if mask is not None else None
-    ok = reference_allowed(b, h, shape[-2], shape[-1], mask=m4, device=x.device, **kw).reshape(shape)
-    s = x * scale
-    if mask is not None and mask.dtype != torch.bool:
-        s = s + mask.to(x.dtype)
-    p = s.masked_fill(~ok, float("-inf")).float().softmax(-1).to(x.dtype)
-    return torch.nan_to_num(p, nan=0.0)
+from tolerance import assert_rule, torch_masked_softmax as torch_same_precision
 
 
 def random_mask_kwargs(kind, b, lq, lk, device):

@@ -9,27 +9,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import maskattn as ma
-from maskattn.reference import (reference_allowed, reference_attention, reference_attention_mask,
-                                reference_masked_softmax, to_mask_dtype)
+from maskattn.reference import (reference_attention, reference_attention_mask, reference_masked_softmax,
+                                to_mask_dtype)
 
 from conftest import DEVICES
 from strategies import (EXTREME_SCALES, HALF_DTYPES, attention_cases, explicit_mask_tensor, generator, has_extreme_scale, laid_out,
                         lengths_tensor, mask_builder_cases, mask_kwargs, softmax_cases, values)
-from tolerance import assert_rule
-
-
-def softmax_in_torch(x, mask, scale, **kw):
-    """torch's masked_fill + softmax, float32 math for the half dtypes: the accuracy rule's baseline."""
-    shape = x.shape
-    b = shape[0] if x.dim() >= 3 else 1
-    h = shape[1] if x.dim() == 4 else 1
-    m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1]) if mask is not None else None
-    ok = reference_allowed(b, h, shape[-2], shape[-1], mask=m4, device=x.device, **kw).reshape(shape)
-    math_dtype = torch.float32 if x.dtype in HALF_DTYPES else x.dtype
-    s = x.to(math_dtype) * scale
-    if mask is not None and mask.dtype != torch.bool:
-        s = s + mask.to(math_dtype)
-    return torch.nan_to_num(s.masked_fill(~ok, float("-inf")).softmax(-1), nan=0.0).to(x.dtype)
+from tolerance import assert_rule, torch_masked_softmax
 
 
 def softmax_grad_in_torch(probs, grad, scale):
@@ -52,7 +38,7 @@ def test_masked_softmax(device, data):
     mask = explicit_mask_tensor(case["mask"], gen, device) if "mask" in case else None
 
     got = ma.masked_softmax(x, mask, scale=scale, **kw)
-    same = softmax_in_torch(x, mask, scale, **kw)
+    same = torch_masked_softmax(x, mask, scale, **kw)
     assert got.shape == x.shape and got.dtype == dtype and got.is_contiguous()
     assert_rule(got, reference_masked_softmax(x, mask, scale=scale, **kw), same, "forward", relative=True)
 

@@ -2,6 +2,8 @@
 reference may be at most twice the error of torch computing the same thing in that precision."""
 import torch
 
+from maskattn.reference import reference_allowed
+
 # absolute slack on top of the rule, for results that are nearly exact in both
 SLACK = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-4, torch.bfloat16: 2e-3}
 
@@ -29,3 +31,18 @@ def assert_rule(ours: torch.Tensor, ref64: torch.Tensor, torch_same_precision: t
     else:
         bound = 2 * max_err(torch_same_precision, ref64) + slack
     assert err <= bound, f"{what}: max error {err:.3g} > bound {bound:.3g} ({ours.dtype})"
+
+
+def torch_masked_softmax(x: torch.Tensor, mask, scale: float, **kw) -> torch.Tensor:
+    """torch's own masked_fill + softmax, as a user writes it, in x's dtype (float32 math for the half
+    dtypes, as torch's softmax does inside): the baseline of the rule for masked_softmax."""
+    shape = x.shape
+    b = shape[0] if x.dim() >= 3 else 1
+    h = shape[1] if x.dim() == 4 else 1
+    m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1]) if mask is not None else None
+    ok = reference_allowed(b, h, shape[-2], shape[-1], mask=m4, device=x.device, **kw).reshape(shape)
+    math_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    s = x.to(math_dtype) * scale
+    if mask is not None and mask.dtype != torch.bool:
+        s = s + mask.to(math_dtype)
+    return torch.nan_to_num(s.masked_fill(~ok, float("-inf")).softmax(-1), nan=0.0).to(x.dtype)
