@@ -2,7 +2,8 @@
 
 MASKATTN_CUDA=0/1 overrides the CUDA decision, TORCH_CUDA_ARCH_LIST picks the GPU
 architectures, MASKATTN_CPU_ARCH sets the -march of the CPU kernels (default: native,
-since the package is built on the machine that runs it). Nothing is downloaded.
+since the package is built on the machine that runs it), MASKATTN_SANITIZE=1 builds the CPU
+code with AddressSanitizer and UBSan (.ci/sanitize). Nothing is downloaded.
 """
 import glob
 import os
@@ -48,6 +49,13 @@ if cpu_arch:
     cxx_flags.append("-march=%s" % cpu_arch)
 nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo",
               "-DMASKATTN_VERSION=\"%s\"" % VERSION]
+link_flags = ["-fopenmp"]
+if os.environ.get("MASKATTN_SANITIZE") == "1":
+    # AddressSanitizer + UndefinedBehaviorSanitizer build for CI (.ci/sanitize): load it with libasan preloaded
+    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+    cxx_flags += sanitizers + ["-O1"]
+    link_flags += sanitizers
+    print("maskattn build: MASKATTN_SANITIZE=1, CPU code built with %s" % " ".join(sanitizers))
 
 sources = rel(glob.glob(os.path.join(ROOT, "csrc/binding/*.cpp")))
 sources += rel(glob.glob(os.path.join(ROOT, "csrc/kernels/cpu/*.cpp")))
@@ -60,12 +68,12 @@ if with_cuda:
     nvcc_flags.append("-DMASKATTN_WITH_CUDA")
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "(torch default)")
     ext = CUDAExtension("maskattn._C", sources, extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
-                        extra_link_args=["-fopenmp"])
+                        extra_link_args=link_flags)
 else:
     sources = [s for s in sources if s != cuda_only]
     archs = "-"
     ext = CppExtension("maskattn._C", sources, extra_compile_args={"cxx": cxx_flags},
-                       extra_link_args=["-fopenmp"])
+                       extra_link_args=link_flags)
 
 print("maskattn build: cuda=%s (%s), cuda archs=%s, cpu -march=%s, torch %s, %d sources"
       % (with_cuda, reason, archs, cpu_arch or "(compiler default)", torch.__version__, len(sources)))

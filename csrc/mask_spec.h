@@ -150,6 +150,13 @@ struct MaskSpec {
     return one_id ? TileState::Full : TileState::Partial;
   }
 
+  // additive() for float64 math: a float64 mask is read at full precision.
+  MA_HD double additive_f64(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (mask_kind == ScalarKind::Float64 && mask != nullptr)
+      return static_cast<const double*>(mask)[mask_offset(b, h, i, j)];
+    return additive(b, h, i, j);
+  }
+
   // Tile of rows [i0, i1) and keys [j0, j1): Empty (skip it), Full (every pair allowed, no
   // additive term: no mask arithmetic needed) or Partial (evaluate the predicate). Conservative:
   // Partial is always a correct answer. Relies on key_range bounds being monotone in i.

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_tiny_bench_json_and_report(tmp_path):
                   "--report", str(report_path), "--tests-junit", str(junit), "--plot", str(plot_path))
     assert out.returncode == 0, out.stderr
     assert "== masks | cpu ==" in out.stdout and "plot skipped" in out.stdout
-    assert "[" in out.stderr  # the progress bar
+    assert "[" in out.stderr and "\r" not in out.stderr  # progress: one line per step into a pipe
+    assert "CPU timings reuse memory" in out.stdout and "allocator" not in out.stdout
     rows = json.loads(rows_path.read_text())
     mask_rows = [r for r in rows if r["family"] == "masks"]
     assert mask_rows
@@ -162,3 +164,40 @@ def test_plot_without_sweeps_says_why(tmp_path):
 def plan():
     from maskattn.bench.timing import TimingPlan
     return TimingPlan(warmup=1, min_repeats=2, max_repeats=2, budget_s=0.0)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_plain_lines_off_a_terminal():
+    log = io.StringIO()
+    p = Progress(3, stream=log)
+    p.show("compiling")
+    for label in ("a", "b", "c"):
+        p.step(label)
+    p.close()
+    text = log.getvalue()
+    assert "\r" not in text
+    assert [line.split()[0] for line in text.splitlines()] == ["[1/3]", "[2/3]", "[3/3]"]
+    term = _Terminal()
+    p = Progress(2, stream=term)
+    p.step("a")
+    p.close()
+    assert term.getvalue().startswith("\r[") and term.getvalue().endswith("\n")
+
+
+def test_help_shows_no_markup(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "`" not in capsys.readouterr().out
+
+
+def test_peak_rates_take_the_fastest_repeat():
+    from maskattn.bench.timing import TimingPlan, fastest_ms, median_ms
+    delays = iter([0.0, 0.05, 0.05, 0.001, 0.05, 0.05, 0.05] * 3)
+    sleep = lambda: time.sleep(next(delays))  # noqa: E731
+    plan = TimingPlan(warmup=1, min_repeats=6, max_repeats=6, budget_s=0.0)
+    assert fastest_ms(sleep, CPU, plan) < 25 < median_ms(sleep, CPU, plan)
+

@@ -3,24 +3,10 @@ import pytest
 import torch
 
 import maskattn as ma
-from maskattn.reference import reference_allowed, reference_masked_softmax
+from maskattn.reference import reference_masked_softmax
 
 from conftest import DEVICES, dtypes_for
-from tolerance import assert_rule
-
-
-def torch_same_precision(x, mask, scale, **kw):
-    """torch's own masked_fill + softmax in x's dtype: the baseline of the accuracy rule."""
-    shape = x.shape
-    b = shape[0] if x.dim() >= 3 else 1
-    h = shape[1] if x.dim() == 4 else 1
-    m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1]) if mask is not None else None
-    ok = reference_allowed(b, h, shape[-2], shape[-1], mask=m4, device=x.device, **kw).reshape(shape)
-    s = x * scale
-    if mask is not None and mask.dtype != torch.bool:
-        s = s + mask.to(x.dtype)
-    p = s.masked_fill(~ok, float("-inf")).float().softmax(-1).to(x.dtype)
-    return torch.nan_to_num(p, nan=0.0)
+from tolerance import assert_rule, torch_masked_softmax as torch_same_precision
 
 
 def random_mask_kwargs(kind, b, lq, lk, device):
@@ -194,3 +180,48 @@ def test_bad_inputs():
         ma.masked_softmax(x, window=(1, -2))
     with pytest.raises(RuntimeError, match="scores"):
         ma.masked_softmax(torch.ones(2, 4, 5, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lk", [7, 16, 23, 300])
+@pytest.mark.parametrize("scale", [-1.0, -0.05, -7.5])
+def test_negative_scale(device, lk, scale):
+    """Masked lanes of a partial vector must stay -inf after scaling by a negative number."""
+    b, lq = 3, 5
+    k_lengths = torch.randint(0, lk + 1, (b,), device=device)
+    for kw in ({}, {"causal": True}, {"k_lengths": k_lengths}, {"key_mask": torch.rand(b, lk, device=device) > 0.3}):
+        for dtype in dtypes_for(device):
+            x = torch.randn(b, lq, lk, device=device).to(dtype)
+            got = ma.masked_softmax(x, scale=scale, **kw)
+            assert_rule(got, reference_masked_softmax(x, scale=scale, **kw),
+                        torch_same_precision(x, None, scale, **kw), f"scale {scale} {kw} {dtype}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scale", [1e10, -1e10, 3e7, 1e30])
+def test_extreme_scale_gives_no_nan(device, scale):
+    """exp(max - max) must be exactly 1: no row may become 0/0 however large the logits."""
+    for lk in (7, 33):
+        x = torch.randn(64, lk, device=device)
+        got = ma.masked_softmax(x, scale=scale)
+        assert not torch.isnan(got).any()
+        torch.testing.assert_close(got.sum(-1), torch.ones(64, device=device))
+        # distinct scores at such scales: all the probability on the largest scaled score
+        assert torch.equal(got.argmax(-1), (x * scale).argmax(-1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_score_is_never_silent(device):
+    """As torch's softmax, a NaN score the masks keep shows up as NaN in its row (the max used to
+    skip it, giving a finite row); rows without one are untouched."""
+    for dtype in dtypes_for(device):
+        x = torch.randn(4, 3, 20, device=device).to(dtype)
+        x[1, 2, 5] = float("nan")
+        x[2, 0, 19] = float("nan")  # in the partial vector of the row
+        nan_rows = torch.isnan(x).any(-1)
+        for kw in ({}, {"key_mask": torch.ones(4, 20, dtype=torch.bool, device=device)}, {"scale": -2.0}):
+            got = ma.masked_softmax(x, **kw)
+            assert torch.equal(torch.isnan(got).any(-1), nan_rows), f"{dtype} {kw}"
+        # a NaN the mask removes is not seen, as with masked_fill before softmax
+        got = ma.masked_softmax(x, k_lengths=torch.tensor([20, 20, 19, 20], device=device))
+        assert torch.isnan(got[1, 2]).any() and not torch.isnan(got[2]).any()

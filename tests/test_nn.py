@@ -78,3 +78,50 @@ def test_fully_padded_sequence_gives_zeros_not_nan():
     kpm = torch.tensor([[False, False, True], [True, True, True]])
     out, w = m(x, x, x, key_padding_mask=kpm)
     assert not torch.isnan(out).any() and out[1].abs().max() == 0 and w[1].abs().max() == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("lq,lk", [(5, 5), (4, 7)])
+@pytest.mark.parametrize("masks", ["none", "kpm", "attn_3d"])
+def test_unbatched_input_ignores_batch_first_as_torch(device, batch_first, lq, lk, masks):
+    e, heads = 8, 2
+    ours, theirs = twin_modules(device, embed_dim=e, num_heads=heads, batch_first=batch_first)
+    q = torch.randn(lq, e, dtype=torch.float64, device=device)
+    k = torch.randn(lk, e, dtype=torch.float64, device=device)
+    kpm = attn = None
+    if masks == "kpm":
+        kpm = torch.rand(lk, device=device) < 0.3
+        kpm[0] = False
+    if masks == "attn_3d":
+        attn = torch.randn(heads, lq, lk, dtype=torch.float64, device=device)
+    for average in (True, False):
+        out, w = ours(q, k, k, key_padding_mask=kpm, attn_mask=attn, average_attn_weights=average)
+        ref, rw = theirs(q, k, k, key_padding_mask=kpm, attn_mask=attn, average_attn_weights=average)
+        assert out.shape == ref.shape and w.shape == rw.shape
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(w, rw)
+
+
+@pytest.mark.parametrize("arg", ["key_padding_mask", "attn_mask"])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+def test_integer_masks_are_refused_as_torch(arg, dtype):
+    ours, theirs = twin_modules("cpu", embed_dim=8, num_heads=2)
+    x = torch.randn(4, 3, 8, dtype=torch.float64)
+    mask = {"key_padding_mask": torch.zeros(3, 4, dtype=dtype), "attn_mask": torch.zeros(4, 4, dtype=dtype)}[arg]
+    with pytest.raises(Exception):
+        theirs(x, x, x, **{arg: mask})
+    with pytest.raises(ValueError, match=arg):
+        ours(x, x, x, **{arg: mask})
+
+
+def test_bad_input_shapes_are_named():
+    m = ma.nn.MultiheadAttention(8, 2)
+    x4 = torch.randn(2, 3, 4, 8)
+    with pytest.raises(ValueError, match="query must be 2-D"):
+        m(x4, x4, x4)
+    x3 = torch.randn(4, 3, 8)
+    with pytest.raises(ValueError, match="key must be 3-D"):
+        m(x3, x3[0], x3)
+    with pytest.raises(ValueError, match="key_padding_mask must be 1-D"):
+        m(x3[:, 0], x3[:, 0], x3[:, 0], key_padding_mask=torch.zeros(1, 4, dtype=torch.bool))

@@ -1,10 +1,12 @@
 // Mask construction ops: argument checks, allocation, kernel call.
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/tensor.h>
 #include <c10/util/Exception.h>
 
+#include <limits>
 #include <mutex>
 
 #include "../kernels/mask_build.h"
@@ -29,7 +31,7 @@ at::Tensor attention_mask_op(int64_t q_len, int64_t k_len, bool causal, std::str
   const char* op = "maskattn.attention_mask";
   TORCH_CHECK(q_len >= 0, op, ": q_len must be >= 0, got ", q_len);
   TORCH_CHECK(k_len >= 0, op, ": k_len must be >= 0, got ", k_len);
-  TORCH_CHECK(batch >= 1, op, ": batch must be >= 1, got ", batch);
+  TORCH_CHECK(batch >= 0, op, ": batch must be >= 0, got ", batch);
   const MaskArgs args = make_mask_args(std::nullopt, causal, align, align_offset, window_left, window_right, q_lengths,
                                        k_lengths, key_mask, q_segments, k_segments);
   PreparedMask pm = prepare_mask(op, args, batch, 1, q_len, k_len, {batch, 1, q_len, k_len}, device);
@@ -80,6 +82,12 @@ std::tuple<at::Tensor, at::Tensor> random_token_mask_op(const at::Tensor& ids, i
   TORCH_CHECK(ids.dim() == 2, op, ": ids must have shape (B, L), got ", ids.sizes());
   TORCH_CHECK(prob >= 0.0 && prob <= 1.0, op, ": p must lie in [0, 1], got ", prob);
   at::Tensor ids64 = ids_as_int64(op, ids);
+  // mask_id is written into ids' dtype: a value it cannot hold would wrap silently
+  AT_DISPATCH_INTEGRAL_TYPES(ids.scalar_type(), "random_token_mask", [&] {
+    const int64_t lo = std::numeric_limits<scalar_t>::lowest(), hi = std::numeric_limits<scalar_t>::max();
+    TORCH_CHECK(mask_id >= lo && mask_id <= hi, op, ": mask_id ", mask_id, " does not fit ids' dtype ",
+                ids.scalar_type(), " (range [", lo, ", ", hi, "])");
+  });
   at::Tensor specials = at::tensor(special_ids, at::TensorOptions().dtype(at::kLong)).to(ids.device());
   at::Tensor masked = at::empty(ids.sizes(), ids.options().dtype(at::kLong));
   at::Tensor selected = at::empty(ids.sizes(), ids.options().dtype(at::kBool));

@@ -8,7 +8,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import check
     from .bench import cli as bench_cli
 
-    parser = argparse.ArgumentParser(prog="python -m maskattn", description=__doc__.split("\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="python -m maskattn", description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True, metavar="{check,bench}")
     check.add_arguments(sub.add_parser(
         "check", help="every op against its float64 reference; non-zero exit on any failure",

@@ -1,9 +1,12 @@
 """Argument normalisation shared by the public functions and the fake kernels."""
+import math
+import operator
 from typing import Optional, Sequence, Tuple
 
 import torch
 
 ALIGNMENTS = ("top_left", "bottom_right")
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 def check_align(align, fn: str):
@@ -52,9 +55,55 @@ def split_window(window: Optional[Sequence[Optional[int]]], fn: str) -> Tuple[Op
         raise ValueError(f"maskattn.{fn}: window must be a pair (left, right) of ints or None, got {window!r}")
     left, right = window
     for name, side in (("left", left), ("right", right)):
-        if side is not None and (not isinstance(side, int) or side < 0):
-            raise ValueError(f"maskattn.{fn}: window {name} must be a non-negative int or None, got {side!r}")
+        if side is not None and (not isinstance(side, int) or not 0 <= side <= INT64_MAX):
+            raise ValueError(f"maskattn.{fn}: window {name} must be a non-negative int (at most 2**63 - 1) "
+                             f"or None, got {side!r}")
     return left, right
+
+
+def check_int(value, name: str, fn: str, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
+    """An integer argument (int, numpy or 0-d tensor integer) in [low, high]: int64 by default, as
+    the kernels take it."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"maskattn.{fn}: {name} must be an int, got {type(value).__name__}") from None
+    if not low <= value <= high:
+        raise ValueError(f"maskattn.{fn}: {name} must lie in [{low}, {high}], got {value}")
+    return value
+
+
+def check_scale(scale, fn: str) -> float:
+    """A finite float scale: NaN or inf would turn every probability into NaN or 0/0."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"maskattn.{fn}: scale must be a float, got {type(scale).__name__}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"maskattn.{fn}: scale must be finite, got {value}")
+    return value
+
+
+def as_tensor(t, name: str, fn: str, device) -> Optional[torch.Tensor]:
+    """Lengths or key_mask given as a list (or tuple) become a tensor on `device`, as torch does."""
+    if t is None or isinstance(t, torch.Tensor):
+        return t
+    if not isinstance(t, (list, tuple)):
+        raise TypeError(f"maskattn.{fn}: {name} must be a torch.Tensor or a list, got {type(t).__name__}")
+    try:
+        out = torch.as_tensor(t, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"maskattn.{fn}: {name} could not be made a tensor: {exc}") from None
+    return out.long() if out.numel() == 0 and out.dtype.is_floating_point else out  # [] -> no lengths
+
+
+def check_key_mask(key_mask, fn: str, k_len: int) -> None:
+    """key_mask is (B, k_len); said before the batch size is taken from it."""
+    if key_mask is not None and key_mask.dim() != 2:
+        raise ValueError(f"maskattn.{fn}: key_mask must have shape (B, {k_len}) (True = may attend), "
+                         f"got {tuple(key_mask.shape)}")
 
 
 def check_tensor(t, name: str, fn: str, dims: Optional[int] = None) -> None:

@@ -2,6 +2,7 @@
 import torch
 
 from . import _C  # noqa: F401  (loading the extension registers the op schemas and kernels)
+from . import _grads
 
 ops = torch.ops.maskattn
 
@@ -64,6 +65,8 @@ def _softmax_setup(ctx, inputs, output):
 def _softmax_backward(ctx, grad):
     probs, k_lengths = ctx.saved_tensors
     scale, causal, align, align_offset, window_left, window_right = ctx.band
+    if torch.is_grad_enabled():  # create_graph: a backward that can itself be differentiated
+        return (_grads.softmax_backward(grad, probs, scale),) + (None,) * 11
     grad_scores = ops.masked_softmax_backward(grad.to(probs.dtype), probs, scale, causal, align, align_offset,
                                               window_left, window_right, k_lengths)
     return (grad_scores,) + (None,) * 11
@@ -83,6 +86,11 @@ def _attention_setup(ctx, inputs, output):
 def _attention_backward(ctx, dout, dlse, dweights):
     q, k, v, out, lse, mask, q_lengths, k_lengths, key_mask, q_seg, k_seg = ctx.saved_tensors
     causal, align, align_offset, wl, wr, scale = ctx.mask_options
+    if torch.is_grad_enabled():
+        # create_graph: differentiable formulas over the weights, recomputed by the (differentiable) forward
+        _, _, weights = ops.masked_attention(q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths,
+                                             k_lengths, key_mask, q_seg, k_seg, scale, True)
+        return _grads.attention_backward(dout, dlse, dweights, q, k, v, weights, scale) + (None,) * 13
     if dout is None:
         dout = torch.zeros_like(out)
     dq, dk, dv = ops.masked_attention_backward(

@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 
-from ._args import check_tensor, split_align, split_segments, split_window
+from ._args import as_tensor, check_key_mask, check_scale, check_tensor, split_align, split_segments, split_window
 from ._ops import ops
 
 
@@ -17,23 +17,26 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
 
     q ``(B, H, Lq, D)``, k ``(B, Hkv, Lk, D)``, v ``(B, Hkv, Lk, Dv)`` with ``H % Hkv == 0``
     (query head ``h`` uses kv head ``h // (H // Hkv)``); output ``(B, H, Lq, Dv)`` in q's dtype.
-    ``scale`` defaults to ``1/sqrt(D)``. Masks (all combined with AND, True = may attend):
+    ``scale`` defaults to ``1/sqrt(D)`` and must be finite. Masks (all combined with AND, True = may attend):
     explicit ``mask`` (bool or additive float, broadcastable to ``(B, H, Lq, Lk)``), ``causal``
     with ``align`` ("top_left": ``j <= i``; "bottom_right": ``j <= i + Lk - Lq`` per sequence),
-    ``window=(left, right)``, ``q_lengths``/``k_lengths`` ``(B,)``, ``key_mask`` ``(B, Lk)`` and
-    ``segments`` (packed sequences: an integer ``(B, L)`` tensor of document ids for
-    self-attention, or a pair ``(q_segments (B, Lq), k_segments (B, Lk))``; query ``i`` attends key
-    ``j`` only within one document, and a negative id is padding that attends nothing and is never
-    attended; with ``causal=True`` this is per-document causal). ``align`` may also be an int ``o``:
-    aligned position ``p = i + o``, the block of a larger attention matrix whose queries start at
-    global position ``qs`` and keys at ``ks`` using ``o = qs - ks``. Implicit masks are never
-    materialised and wholly masked tiles are skipped.
+    ``window=(left, right)``, ``q_lengths``/``k_lengths`` ``(B,)``, ``key_mask`` ``(B, Lk)``
+    (tensors, or lists) and ``segments`` (packed sequences: an integer ``(B, L)`` tensor of
+    document ids for self-attention, or a pair ``(q_segments (B, Lq), k_segments (B, Lk))``; query
+    ``i`` attends key ``j`` only within one document, and a negative id is padding that attends
+    nothing and is never attended; with ``causal=True`` this is per-document causal). ``align`` may
+    also be an int ``o``: aligned position ``p = i + o``, the block of a larger attention matrix
+    whose queries start at global position ``qs`` and keys at ``ks`` using ``o = qs - ks``.
+    Implicit masks are never materialised and wholly masked tiles are skipped.
 
     Returns ``out``, or ``(out, weights)``, ``(out, lse)``, ``(out, weights, lse)``: weights
     ``(B, H, Lq, Lk)`` in q's dtype, lse ``(B, H, Lq)`` float32, the natural log-sum-exp of the
     scaled masked scores. A row that may attend to no key (padded query, all keys masked) gives
     output 0, weights 0, lse ``-inf`` and zero gradient, never NaN. Differentiable in q, k, v
-    (and through ``lse`` and ``weights`` when returned).
+    (and through ``lse`` and ``weights`` when returned), twice: with ``create_graph=True`` the
+    backward recomputes the weights ``(B, H, Lq, Lk)`` and runs as differentiable torch ops (memory
+    quadratic in the length, as eager attention), so double backward (gradient penalties,
+    Hessian-vector products) is exact; without it the fused backward kernel runs.
     """
     fn = "masked_attention"
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -46,9 +49,17 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
         raise ValueError(f"maskattn.{fn}: one segments tensor describes self-attention (Lq == Lk), got Lq "
                          f"{q.shape[2]} and Lk {k.shape[2]}; pass segments=(q_segments, k_segments)")
     if scale is None:
+        if q.shape[-1] == 0:
+            raise ValueError(f"maskattn.{fn}: q head size (dim 3) must be >= 1, got shape {tuple(q.shape)}")
         scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = check_scale(scale, fn)
+    q_lengths, k_lengths, key_mask = (as_tensor(t, name, fn, q.device) for name, t in
+                                      (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)))
+    for name, t in (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)):
+        check_tensor(t, name, fn)
+    check_key_mask(key_mask, fn, k.shape[2])
     out, lse, weights = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset, left, right,
-                                             q_lengths, k_lengths, key_mask, q_seg, k_seg, float(scale),
+                                             q_lengths, k_lengths, key_mask, q_seg, k_seg, scale,
                                              bool(return_weights))
     if return_weights and return_lse:
         return out, weights, lse

@@ -7,17 +7,19 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ._args import check_lengths, check_tensor, split_align, split_segments, split_window
+from ._args import as_tensor, check_int, check_key_mask, check_lengths, check_tensor, split_align, split_segments, split_window
 from ._ops import ops
 
 
-def _device_of(device, *tensors):
+def _device_of(fn, device, *tensors):
     if device is not None:
-        return torch.device(device)
-    for t in tensors:
-        if t is not None:
-            return t.device
-    return torch.empty(0).device  # torch's default device
+        dev = torch.device(device)
+    else:
+        dev = next((t.device for t in tensors if isinstance(t, torch.Tensor)), torch.empty(0).device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA device is available"
+        raise RuntimeError(f"maskattn.{fn}: device {str(dev)!r} requested, but {why}")
+    return dev
 
 
 def causal_mask(q_len: int, k_len: Optional[int] = None, *, align: str = "top_left", window=None,
@@ -35,9 +37,10 @@ def causal_mask(q_len: int, k_len: Optional[int] = None, *, align: str = "top_le
     """
     align_name, align_offset = split_align(align, "causal_mask")
     left, right = split_window(window, "causal_mask")
-    k_len = q_len if k_len is None else k_len
+    q_len = check_int(q_len, "q_len", "causal_mask", 0)
+    k_len = q_len if k_len is None else check_int(k_len, "k_len", "causal_mask", 0)
     m = ops.attention_mask(q_len, k_len, True, align_name, align_offset, left, right, None, None, None, None, None, 1,
-                           dtype, _device_of(device), float(masked_value))
+                           dtype, _device_of("causal_mask", device), float(masked_value))
     return m[0, 0]
 
 
@@ -50,17 +53,26 @@ def padding_mask(lengths: torch.Tensor, max_len: Optional[int] = None, *, dtype:
         1 1 1 0
         1 0 0 0
 
-    ``max_len`` defaults to ``lengths.max()`` (one device sync).
+    ``lengths`` is a ``(B,)`` integer tensor or a list; ``max_len`` defaults to ``lengths.max()``
+    (one device sync).
     """
-    check_tensor(lengths, "lengths", "padding_mask", dims=1)
+    fn = "padding_mask"
+    lengths = as_tensor(lengths, "lengths", fn, None)
+    check_tensor(lengths, "lengths", fn, dims=1)
     batch = lengths.shape[0]
-    check_lengths(lengths, "lengths", "padding_mask", batch, 0)
+    check_lengths(lengths, "lengths", fn, batch, 0)
     if max_len is None:
         max_len = int(lengths.max()) if batch > 0 else 0
-    if batch == 0:
-        return torch.empty((0, max_len), dtype=dtype, device=lengths.device)
-    m = ops.attention_mask(1, max_len, False, "top_left", 0, None, None, None, lengths, None, None, None, batch,
-                           dtype, lengths.device, float(masked_value))
+    max_len = check_int(max_len, "max_len", fn, 0)
+    try:
+        m = ops.attention_mask(1, max_len, False, "top_left", 0, None, None, None, lengths, None, None, None, batch,
+                               dtype, lengths.device, float(masked_value))
+    except RuntimeError as exc:
+        if "k_lengths" not in str(exc):
+            raise
+        # the builder knows them as k_lengths; say it in this function's words
+        raise ValueError(f"maskattn.{fn}: lengths must lie in [0, max_len={max_len}], got "
+                         f"min {int(lengths.min())} max {int(lengths.max())}") from None
     return m.view(batch, max_len)
 
 
@@ -68,7 +80,8 @@ def padding_mask_from_ids(ids: torch.Tensor, pad_id: int = 0, *, dtype: torch.dt
                           masked_value: float = float("-inf")) -> torch.Tensor:
     """``(B, L)`` mask, True where ``ids != pad_id`` (any padding side)."""
     check_tensor(ids, "ids", "padding_mask_from_ids", dims=2)
-    return ops.padding_mask_from_ids(ids, int(pad_id), dtype, float(masked_value))
+    pad_id = check_int(pad_id, "pad_id", "padding_mask_from_ids")
+    return ops.padding_mask_from_ids(ids, pad_id, dtype, float(masked_value))
 
 
 def attention_mask(q_len: int, k_len: Optional[int] = None, *, causal: bool = False, align: str = "top_left",
@@ -88,24 +101,29 @@ def attention_mask(q_len: int, k_len: Optional[int] = None, *, causal: bool = Fa
         1 1 1 0
         0 0 0 0
 
-    This materialises the mask; ``masked_attention`` takes the same arguments and never does.
+    Lengths and ``key_mask`` may be tensors or lists; ``batch=0`` gives an empty mask. This
+    materialises the mask; ``masked_attention`` takes the same arguments and never does.
     """
     fn = "attention_mask"
     align_name, align_offset = split_align(align, fn)
     left, right = split_window(window, fn)
-    k_len = q_len if k_len is None else k_len
+    q_len = check_int(q_len, "q_len", fn, 0)
+    k_len = q_len if k_len is None else check_int(k_len, "k_len", fn, 0)
+    q_seg, k_seg = split_segments(segments, fn)
+    dev = _device_of(fn, device, q_lengths, k_lengths, key_mask, q_seg)
+    q_lengths, k_lengths, key_mask = (as_tensor(t, name, fn, dev) for name, t in
+                                      (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)))
     for name, t in (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)):
         check_tensor(t, name, fn)
-    q_seg, k_seg = split_segments(segments, fn)
+    check_key_mask(key_mask, fn, k_len)
     if isinstance(segments, torch.Tensor) and q_len != k_len:
         raise ValueError(f"maskattn.{fn}: one segments tensor describes self-attention (q_len == k_len), got "
                          f"{q_len} and {k_len}; pass segments=(q_segments, k_segments)")
     candidates = [t.shape[0] for t in (q_lengths, k_lengths, key_mask, q_seg, k_seg)
                   if t is not None and t.dim() >= 1 and t.shape[0] != 1]
-    b = batch if batch is not None else (candidates[0] if candidates else 1)
+    b = check_int(batch, "batch", fn, 0) if batch is not None else (candidates[0] if candidates else 1)
     check_lengths(q_lengths, "q_lengths", fn, b, q_len)
     check_lengths(k_lengths, "k_lengths", fn, b, k_len)
-    dev = _device_of(device, q_lengths, k_lengths, key_mask, q_seg)
     return ops.attention_mask(q_len, k_len, bool(causal), align_name, align_offset, left, right, q_lengths,
                               k_lengths, key_mask, q_seg, k_seg, b, dtype, dev, float(masked_value))
 
@@ -115,9 +133,12 @@ def random_token_mask(ids: torch.Tensor, mask_id: int, p: float = 0.15, *, speci
     """Masked-language-model masking: each position whose id is not in ``special_ids`` is selected
     with probability ``p`` and gets ``mask_id``. Returns ``(masked_ids, selected)``, ``selected``
     bool ``(B, L)``. Draws from ``generator`` (or torch's default one for ``ids``' device): the
-    same seed gives the same result, and each call advances the generator.
+    same seed gives the same result, and each call advances the generator. ``mask_id`` must fit
+    ``ids``' dtype.
     """
-    check_tensor(ids, "ids", "random_token_mask", dims=2)
+    fn = "random_token_mask"
+    check_tensor(ids, "ids", fn, dims=2)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"maskattn.random_token_mask: p must lie in [0, 1], got {p}")
-    return ops.random_token_mask(ids, int(mask_id), float(p), [int(s) for s in special_ids], generator)
+    specials = [check_int(s, "special_ids", fn) for s in special_ids]
+    return ops.random_token_mask(ids, check_int(mask_id, "mask_id", fn), float(p), specials, generator)

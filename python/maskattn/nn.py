@@ -37,12 +37,12 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
             return super().forward(query, key, value, key_padding_mask, need_weights, attn_mask,
                                    average_attn_weights, is_causal)
         self.last_path = "fused"
-        unbatched = query.dim() == 2
+        unbatched = self._check_inputs(query, key, value, key_padding_mask, attn_mask)
         if unbatched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
-        if self.batch_first:
+        elif self.batch_first:  # as torch, batch_first concerns batched (3-D) inputs only
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         tgt_len, bsz, embed = query.shape
         src_len = key.shape[0]
@@ -60,7 +60,7 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         out, weights = result if need_weights else (result, None)
         out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed)
         out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
-        if self.batch_first:
+        if self.batch_first and not unbatched:
             out = out.transpose(0, 1)
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)
@@ -68,6 +68,27 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
             out = out.squeeze(1)
             weights = weights.squeeze(0) if weights is not None else None
         return out, weights
+
+    @staticmethod
+    def _check_inputs(query, key, value, key_padding_mask, attn_mask) -> bool:
+        """torch's shape and dtype rules, with errors naming the argument; True for unbatched input."""
+        name = "maskattn.nn.MultiheadAttention"
+        if query.dim() not in (2, 3):
+            raise ValueError(f"{name}: query must be 2-D (L, E) unbatched or 3-D batched, got shape "
+                             f"{tuple(query.shape)}")
+        for arg, t in (("key", key), ("value", value)):
+            if t.dim() != query.dim():
+                raise ValueError(f"{name}: {arg} must be {query.dim()}-D like query, got shape {tuple(t.shape)}")
+        for arg, m in (("key_padding_mask", key_padding_mask), ("attn_mask", attn_mask)):
+            if m is not None and m.dtype != torch.bool and not m.dtype.is_floating_point:
+                raise ValueError(f"{name}: {arg} must be bool (True = masked) or float (added to the scores), "
+                                 f"got {m.dtype}")
+        unbatched = query.dim() == 2
+        if key_padding_mask is not None and key_padding_mask.dim() != (1 if unbatched else 2):
+            raise ValueError(f"{name}: key_padding_mask must be {'1-D (S,)' if unbatched else '2-D (N, S)'} "
+                             f"for {'unbatched' if unbatched else 'batched'} query, got shape "
+                             f"{tuple(key_padding_mask.shape)}")
+        return unbatched
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor):
         e = self.embed_dim

@@ -41,6 +41,11 @@ def reference_allowed(batch: int, heads: int, q_len: int, k_len: int, *, causal:
     return ok
 
 
+def _row_max(s: torch.Tensor) -> torch.Tensor:
+    """max over the last dim, -inf for rows with no element (amax refuses an empty dim)."""
+    return torch.cat([s, s.new_full(s.shape[:-1] + (1,), float("-inf"))], dim=-1).amax(dim=-1, keepdim=True)
+
+
 def _additive(mask, device) -> Optional[torch.Tensor]:
     if mask is None or mask.dtype == torch.bool:
         return None
@@ -67,7 +72,7 @@ def reference_masked_softmax(scores: torch.Tensor, mask=None, *, scale: float = 
     if add is not None:
         s = s + add
     s = s.masked_fill(~ok, float("-inf"))
-    row_max = s.amax(dim=-1, keepdim=True)
+    row_max = _row_max(s)
     live = torch.isfinite(row_max)
     e = torch.where(ok, torch.exp(s - torch.where(live, row_max, torch.zeros_like(row_max))), torch.zeros_like(s))
     denom = e.sum(dim=-1, keepdim=True)
@@ -97,7 +102,7 @@ def reference_attention(q, k, v, *, mask=None, causal=False, align="top_left", w
         s = s + add.to(dt)
     s = s.masked_fill(~ok, float("-inf"))
     lse = torch.logsumexp(s.to(torch.float64), dim=-1)
-    row_max = s.amax(dim=-1, keepdim=True)
+    row_max = _row_max(s)
     live = torch.isfinite(row_max)
     e = torch.exp(s - torch.where(live, row_max, torch.zeros_like(row_max)))
     denom = e.sum(dim=-1, keepdim=True)

@@ -3,7 +3,7 @@ from typing import Optional
 
 import torch
 
-from ._args import check_tensor, split_align, split_segments, split_window
+from ._args import as_tensor, check_key_mask, check_scale, check_tensor, split_align, split_segments, split_window
 from ._ops import ops
 
 
@@ -19,8 +19,10 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     without being materialised, all combined with AND. ``segments`` (packed sequences: document ids
     ``(B, L)`` when ``Lq == Lk``, or a pair ``(q_segments, k_segments)``; negative ids are padding)
     restricts each row to keys of its own document; ``align`` may be an int offset ``o`` (aligned
-    position ``p = i + o``). A row with no allowed key is all zeros
-    (and gets zero gradient), never NaN. Differentiable in ``scores``.
+    position ``p = i + o``). A row with no allowed key is all zeros (and gets zero gradient), never
+    NaN; a NaN score makes its row NaN, as in torch. ``scale`` must be finite. ``k_lengths`` and
+    ``key_mask`` may be given as lists. Differentiable in ``scores``, twice: double backward
+    (``create_graph=True``) runs the backward as differentiable torch ops.
     """
     fn = "masked_softmax"
     check_tensor(scores, "scores", fn)
@@ -31,5 +33,11 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     if isinstance(segments, torch.Tensor) and scores.dim() >= 2 and scores.shape[-1] != scores.shape[-2]:
         raise ValueError(f"maskattn.{fn}: one segments tensor describes self-attention (Lq == Lk), got scores "
                          f"of shape {tuple(scores.shape)}; pass segments=(q_segments, k_segments)")
-    return ops.masked_softmax(scores, mask, float(scale), bool(causal), align_name, align_offset, left, right,
+    scale = check_scale(scale, fn)
+    k_lengths = as_tensor(k_lengths, "k_lengths", fn, scores.device)
+    key_mask = as_tensor(key_mask, "key_mask", fn, scores.device)
+    check_tensor(k_lengths, "k_lengths", fn)
+    check_tensor(key_mask, "key_mask", fn)
+    check_key_mask(key_mask, fn, scores.shape[-1] if scores.dim() else 0)
+    return ops.masked_softmax(scores, mask, scale, bool(causal), align_name, align_offset, left, right,
                               k_lengths, key_mask, q_seg, k_seg)

@@ -36,7 +36,7 @@ struct F64View {
         const double* k = k_row(b, hk, j);
         double dot = 0.0;
         for (int64_t d = 0; d < p.head_dim; ++d) dot += q[d] * k[d];
-        s = dot * p.scale + p.mask.additive(b, h, i, j);
+        s = dot * p.scale + p.mask.additive_f64(b, h, i, j);
       }
       prob[j] = s;
       mx = s > mx ? s : mx;

@@ -19,38 +19,47 @@ void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRa
     s[j] = m.allowed_in_range(b, h, i, j) ? s[j] * scale + m.additive(b, h, i, j) : neg_inf;
 }
 
-// Softmax of n floats (times `scale`) into dst; an all -inf segment becomes zeros.
-void softmax_segment(const float* s, int64_t n, float scale, float* dst) {
-  const float mx = row_max_scaled(s, n, scale);
+// Softmax of n logits whose max is mx into dst (may alias them); an all -inf segment becomes
+// zeros, a NaN logit (mx NaN) makes it NaN.
+void softmax_segment(const float* logits, int64_t n, float mx, float* dst) {
+  if (mx != mx) {
+    row_fill(dst, n, mx);
+    return;
+  }
   if (!(mx > -__builtin_inff())) {
     row_fill(dst, n, 0.f);
     return;
   }
-  const float sum = row_exp_sum(s, n, scale, mx, dst);
+  const float sum = row_exp_sum(logits, n, mx, dst);
   row_scale(dst, n, 1.f / sum);
 }
 
 void softmax_row_float(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64_t i, float* buf) {
   const MaskSpec& m = p.mask;
   const KeyRange range = m.key_range(b, i);
-  const int64_t n = range.end - range.begin, k_len = p.k_len;
+  const int64_t lo = range.begin, n = range.end - range.begin, k_len = p.k_len;
   const int64_t in_off = b * p.stride_b + h * p.stride_h + i * p.stride_i;
   const int64_t out_off = ((b * p.heads + h) * p.q_len + i) * k_len;
   const float scale = (float)p.scale;
   const bool direct = p.dtype == ScalarKind::Float32;
   float* row = direct ? static_cast<float*>(p.probs) + out_off : buf;
-  const float* src = direct ? static_cast<const float*>(p.scores) + in_off : buf;
-  float seg_scale = scale;
-  if (!direct || m.has_elementwise()) {
-    load_row_as_float(p.dtype, p.scores, in_off + range.begin, n, buf + range.begin);
-    src = buf;
+  // logits of the band: straight into the output row when no conversion or mask needs scratch
+  float* logits = buf;
+  float mx;
+  if (direct && !m.has_elementwise()) {
+    logits = row;
+    mx = row_scale_max(static_cast<const float*>(p.scores) + in_off + lo, n, scale, row + lo);
+  } else {
+    load_row_as_float(p.dtype, p.scores, in_off + lo, n, buf + lo);
     if (m.has_elementwise()) {
       apply_elementwise(m, b, h, i, range, scale, buf);
-      seg_scale = 1.f;
+      mx = row_max(buf + lo, n);
+    } else {
+      mx = row_scale_max(buf + lo, n, scale, buf + lo);
     }
   }
-  if (n > 0) softmax_segment(src + range.begin, n, seg_scale, row + range.begin);
-  row_fill(row, range.begin, 0.f);
+  if (n > 0) softmax_segment(logits + lo, n, mx, row + lo);
+  row_fill(row, lo, 0.f);
   row_fill(row + range.end, k_len - range.end, 0.f);
   if (!direct) store_row_from_float(p.dtype, p.probs, out_off, k_len, row);
 }
@@ -64,12 +73,13 @@ void softmax_row_double(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int6
   double mx = -INFINITY;
   for (int64_t j = 0; j < p.k_len; ++j) {
     const bool ok = j >= range.begin && j < range.end && m.allowed_in_range(b, h, i, j);
-    y[j] = ok ? x[j] * p.scale + m.additive(b, h, i, j) : -INFINITY;
-    mx = y[j] > mx ? y[j] : mx;
+    y[j] = ok ? x[j] * p.scale + m.additive_f64(b, h, i, j) : -INFINITY;
+    mx = y[j] > mx || y[j] != y[j] ? y[j] : mx;  // a NaN logit makes the max, and the row, NaN
   }
+  const bool live = !(mx == -INFINITY);
   double sum = 0;
   for (int64_t j = 0; j < p.k_len; ++j) {
-    y[j] = mx > -INFINITY ? std::exp(y[j] - mx) : 0.0;
+    y[j] = live ? std::exp(y[j] - mx) : 0.0;
     sum += y[j];
   }
   const double inv = sum > 0 ? 1.0 / sum : 0.0;

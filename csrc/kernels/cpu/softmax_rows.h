@@ -7,27 +7,63 @@
 namespace maskattn {
 namespace cpu {
 
-inline float row_max_scaled(const float* x, int64_t n, float scale) {
-  const float neg_inf = -__builtin_inff();
-  f32x16 m = splat16(neg_inf);
+// Running max over a row's vectors, NaN when one lane was NaN (as in torch's softmax, a NaN
+// logit makes its row NaN).
+struct MaxOrNan {
+  f32x16 max = splat16(-__builtin_inff());
+  i32x16 nan_lanes = i32x16{};
+  void add(f32x16 v) {
+    max = max16(max, v);
+    nan_lanes |= is_nan16(v);
+  }
+  float result() const {
+    for (int l = 0; l < kLanes; ++l)
+      if (nan_lanes[l]) return __builtin_nanf("");
+    return reduce_max16(max);
+  }
+};
+
+// dst[j] = scale * x[j] (dst may alias x); returns their max (NaN if one is NaN). Scaling first
+// keeps masked lanes -inf whatever the sign of scale, and the exp pass then subtracts the max from
+// the very values it was taken over: the largest logit gives exp(0) = 1 exactly, never a fused
+// multiply-subtract residue that exp rounds to 0 at large scales (a 0/0 row).
+inline float row_scale_max(const float* x, int64_t n, float scale, float* dst) {
+  MaxOrNan m;
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) m = max16(m, load16(x + j) * scale);
-  if (j < n) m = max16(m, load16_partial(x + j, (int)(n - j), neg_inf) * scale);
-  return reduce_max16(m);
+  for (; j + kLanes <= n; j += kLanes) {
+    const f32x16 v = load16(x + j) * scale;
+    store16(dst + j, v);
+    m.add(v);
+  }
+  if (j < n) {
+    const int rest = (int)(n - j);
+    store16_partial(dst + j, load16_partial(x + j, rest, 0.f) * scale, rest);
+    m.add(load16_partial(dst + j, rest, -__builtin_inff()));
+  }
+  return m.result();
 }
 
-// dst[j] = exp(scale * x[j] - shift); returns the sum. dst may alias x.
-inline float row_exp_sum(const float* x, int64_t n, float scale, float shift, float* dst) {
+// Max of n logits already scaled and masked (-inf where masked), NaN if one is NaN.
+inline float row_max(const float* x, int64_t n) {
+  MaxOrNan m;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) m.add(load16(x + j));
+  if (j < n) m.add(load16_partial(x + j, (int)(n - j), -__builtin_inff()));
+  return m.result();
+}
+
+// dst[j] = exp(x[j] - shift) for logits x (already scaled); returns the sum. dst may alias x.
+inline float row_exp_sum(const float* x, int64_t n, float shift, float* dst) {
   f32x16 sum = splat16(0.f);
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    const f32x16 e = exp16(load16(x + j) * scale - shift);
+    const f32x16 e = exp16(load16(x + j) - shift);
     store16(dst + j, e);
     sum += e;
   }
   if (j < n) {
     const int rest = (int)(n - j);
-    const f32x16 e = exp16(load16_partial(x + j, rest, -__builtin_inff()) * scale - shift);
+    const f32x16 e = exp16(load16_partial(x + j, rest, -__builtin_inff()) - shift);
     store16_partial(dst + j, e, rest);
     sum += e;
   }

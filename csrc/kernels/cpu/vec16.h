@@ -31,8 +31,35 @@ inline void store16_partial(float* p, f32x16 v, int n) {
   for (int l = 0; l < n; ++l) p[l] = tmp[l];
 }
 
-inline f32x16 max16(f32x16 a, f32x16 b) { return a > b ? a : b; }
-inline f32x16 min16(f32x16 a, f32x16 b) { return a < b ? a : b; }
+// Lane masks (all bits set where true) are computed in 8-lane halves, and selects are bit
+// operations: GCC turns a 16-lane compare or `?:` into scalar code when registers hold 8 floats
+// (AVX2); halves map to one vcmpps each there and still to plain compares with AVX-512.
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+inline i32x16 less16(f32x16 a, f32x16 b) {
+  f32x8 x[2], y[2];
+  std::memcpy(x, &a, sizeof(a));
+  std::memcpy(y, &b, sizeof(b));
+  const i32x8 m[2] = {x[0] < y[0], x[1] < y[1]};
+  i32x16 out;
+  std::memcpy(&out, m, sizeof(out));
+  return out;
+}
+inline i32x16 is_nan16(f32x16 a) {
+  f32x8 x[2];
+  std::memcpy(x, &a, sizeof(a));
+  const i32x8 m[2] = {x[0] != x[0], x[1] != x[1]};
+  i32x16 out;
+  std::memcpy(&out, m, sizeof(out));
+  return out;
+}
+inline f32x16 select16(i32x16 mask, f32x16 a, f32x16 b) {
+  return (f32x16)(((i32x16)a & mask) | ((i32x16)b & ~mask));
+}
+
+inline f32x16 max16(f32x16 a, f32x16 b) { return select16(less16(b, a), a, b); }
+inline f32x16 min16(f32x16 a, f32x16 b) { return select16(less16(a, b), a, b); }
 
 inline float reduce_max16(f32x16 v) {
   float m = v[0];
@@ -62,7 +89,7 @@ inline f32x16 exp16(f32x16 x) {
   p = p * r + 1.0f;
   const i32x16 bits = (__builtin_convertvector(n, i32x16) + 127) << 23;
   const f32x16 result = p * (f32x16)bits;
-  return x < -87.0f ? splat16(0.f) : result;
+  return select16(less16(x, splat16(-87.0f)), splat16(0.f), result);
 }
 
 inline float exp1(float x) { return exp16(splat16(x))[0]; }

@@ -18,8 +18,9 @@ def keep_freed_memory() -> str:
         libc = ctypes.CDLL(name or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return "allocator: mallopt unavailable, fresh pages are faulted per allocation"
+        return "CPU timings include the system handing out fresh memory to every call (no mallopt here)"
     ok = mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 and mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1
     if not ok:
-        return "allocator: mallopt refused, fresh pages are faulted per allocation"
-    return "allocator: freed CPU memory is kept for reuse (--fresh-pages to disable)"
+        return "CPU timings include the system handing out fresh memory to every call (mallopt refused)"
+    return ("CPU timings reuse memory freed by earlier calls, as a long-running program does, so they "
+            "measure the ops rather than the system handing out fresh memory (--fresh-pages: measure that too)")

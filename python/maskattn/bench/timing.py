@@ -1,4 +1,4 @@
-"""Median time of a callable: warm-up, then repeats until a count or a time budget is reached.
+"""Median (or fastest) time of a callable: warm-up, then repeats until a count or a time budget.
 
 CPU: time.perf_counter around each call (torch's default thread count is kept). CUDA: one pair of
 CUDA events per call, all calls queued back to back and one synchronize at the end, so the GPU
@@ -27,12 +27,19 @@ def plan_for(device: torch.device, quick: bool) -> TimingPlan:
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, plan: TimingPlan) -> float:
-    if device.type == "cuda":
-        return _cuda_median_ms(fn, plan)
-    return _cpu_median_ms(fn, plan)
+    return statistics.median(_samples_ms(fn, device, plan))
 
 
-def _cpu_median_ms(fn, plan: TimingPlan) -> float:
+def fastest_ms(fn: Callable[[], object], device: torch.device, plan: TimingPlan) -> float:
+    """The best of the repeats: for reference rates (a peak), where one slow sample must not count."""
+    return min(_samples_ms(fn, device, plan))
+
+
+def _samples_ms(fn, device: torch.device, plan: TimingPlan):
+    return _cuda_samples_ms(fn, plan) if device.type == "cuda" else _cpu_samples_ms(fn, plan)
+
+
+def _cpu_samples_ms(fn, plan: TimingPlan):
     for _ in range(plan.warmup):
         fn()
     samples = []
@@ -43,16 +50,16 @@ def _cpu_median_ms(fn, plan: TimingPlan) -> float:
         samples.append((time.perf_counter() - t0) * 1e3)
         if len(samples) >= plan.min_repeats and time.perf_counter() - started >= plan.budget_s:
             break
-    return statistics.median(samples)
+    return samples
 
 
-def _cuda_median_ms(fn, plan: TimingPlan) -> float:
+def _cuda_samples_ms(fn, plan: TimingPlan):
     for _ in range(plan.warmup):
         fn()
     torch.cuda.synchronize()
     first = _cuda_times(fn, 1)[0]
     count = int(min(plan.max_repeats, max(plan.min_repeats, plan.budget_s * 1e3 / max(first, 1e-3))))
-    return statistics.median(_cuda_times(fn, count))
+    return _cuda_times(fn, count)
 
 
 def _cuda_times(fn, count: int):
