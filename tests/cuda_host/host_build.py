@@ -14,7 +14,7 @@ CSRC = os.path.join(ROOT, "csrc")
 NAME = "maskattn_cuda_host"
 # -O1: the kernels' compile dominates the suite's time; -fno-strict-aliasing: the kernels pun
 # 16-bit pairs through uint32 as nvcc allows; alignment and array-bounds checks report to the host
-# GPU (shim/host_gpu.cpp), as a GPU faults on a misaligned access
+# GPU (shim/ubsan_handlers.cpp), as a GPU faults on a misaligned access
 FLAGS = ["-O1", "-fno-strict-aliasing", "-Wno-unknown-pragmas", "-DMASKATTN_VERSION=\"host\"",
          "-fsanitize=alignment,bounds"]
 
@@ -33,9 +33,8 @@ def _unit(build_dir, name, lines):
 def load(verbose: bool = False):
     build_dir = os.environ.get("MASKATTN_HOST_BUILD_DIR") or os.path.join(ROOT, "build", "cuda_host")
     os.makedirs(build_dir, exist_ok=True)
-    sources = [os.path.join(HERE, "shim", "host_gpu.cpp"), os.path.join(HERE, "shim", "host_ptx.cpp"),
-               os.path.join(HERE, "ext", "host_support.cpp"), os.path.join(HERE, "ext", "probes.cpp"),
-               os.path.join(HERE, "ext", "module.cpp"), os.path.join(CSRC, "binding", "mask_args.cpp")]
+    sources = sorted(glob.glob(os.path.join(HERE, "shim", "*.cpp")) + glob.glob(os.path.join(HERE, "ext", "*.cpp")))
+    sources.append(os.path.join(CSRC, "binding", "mask_args.cpp"))
     for cu in sorted(glob.glob(os.path.join(CSRC, "kernels", "cuda", "*.cu"))):
         stem = os.path.splitext(os.path.basename(cu))[0]
         sources.append(_unit(build_dir, f"kernel_{stem}.cpp", [f'#include "{cu}"']))
