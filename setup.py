@@ -1,9 +1,10 @@
 """Build maskattn: CPU kernels always, CUDA kernels when torch has CUDA and nvcc is found.
 
 MASKATTN_CUDA=0/1 overrides the CUDA decision, TORCH_CUDA_ARCH_LIST picks the GPU
-architectures, MASKATTN_CPU_ARCH sets the -march of the CPU kernels (default: native,
-since the package is built on the machine that runs it), MASKATTN_SANITIZE=1 builds the CPU
-code with AddressSanitizer and UBSan (.ci/sanitize). Nothing is downloaded.
+architectures (default: the visible GPUs', or 8.0;9.0+PTX on a build host without one),
+MASKATTN_CPU_ARCH sets the -march of the CPU kernels (default: native, since the package is
+built on the machine that runs it), MASKATTN_SANITIZE=1 builds the CPU code with AddressSanitizer
+and UBSan (.ci/sanitize). Nothing is downloaded.
 """
 import glob
 import os
@@ -38,54 +39,80 @@ def cuda_decision():
     return True, "torch CUDA %s and nvcc found" % torch.version.cuda
 
 
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def cuda_arch_list():
+    """The GPU architectures to compile for, and where they come from. Left unset, torch would take
+    the visible GPUs' and raise on a build host with CUDA but no GPU; the list is always resolved
+    here, so what is printed is what torch compiles and build_info() reports."""
+    given = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    if given:
+        return given, "TORCH_CUDA_ARCH_LIST"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return DEFAULT_CUDA_ARCHS, "no visible GPU, default"
+    caps = sorted({torch.cuda.get_device_capability(i) for i in range(count)})
+    names = ["%d.%d" % c for c in caps]
+    names[-1] += "+PTX"  # as torch does: newer GPUs can JIT the newest architecture's PTX
+    return ";".join(names), "the visible GPUs"
+
+
 def rel(paths):
     return sorted(os.path.relpath(p, ROOT) for p in paths)
 
 
-with_cuda, reason = cuda_decision()
-cpu_arch = os.environ.get("MASKATTN_CPU_ARCH", "native")
-cxx_flags = ["-O3", "-fopenmp", "-DMASKATTN_VERSION=\"%s\"" % VERSION]
-if cpu_arch:
-    cxx_flags.append("-march=%s" % cpu_arch)
-nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo",
-              "-DMASKATTN_VERSION=\"%s\"" % VERSION]
-link_flags = ["-fopenmp"]
-if os.environ.get("MASKATTN_SANITIZE") == "1":
-    # AddressSanitizer + UndefinedBehaviorSanitizer build for CI (.ci/sanitize): load it with libasan preloaded
-    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
-    cxx_flags += sanitizers + ["-O1"]
-    link_flags += sanitizers
-    print("maskattn build: MASKATTN_SANITIZE=1, CPU code built with %s" % " ".join(sanitizers))
+def main():
+    with_cuda, reason = cuda_decision()
+    cpu_arch = os.environ.get("MASKATTN_CPU_ARCH", "native")
+    cxx_flags = ["-O3", "-fopenmp", "-DMASKATTN_VERSION=\"%s\"" % VERSION]
+    if cpu_arch:
+        cxx_flags.append("-march=%s" % cpu_arch)
+    nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo",
+                  "-DMASKATTN_VERSION=\"%s\"" % VERSION]
+    link_flags = ["-fopenmp"]
+    if os.environ.get("MASKATTN_SANITIZE") == "1":
+        # AddressSanitizer + UndefinedBehaviorSanitizer build for CI (.ci/sanitize): load it with libasan preloaded
+        sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+        cxx_flags += sanitizers + ["-O1"]
+        link_flags += sanitizers
+        print("maskattn build: MASKATTN_SANITIZE=1, CPU code built with %s" % " ".join(sanitizers))
 
-sources = rel(glob.glob(os.path.join(ROOT, "csrc/binding/*.cpp")))
-sources += rel(glob.glob(os.path.join(ROOT, "csrc/kernels/cpu/*.cpp")))
-cuda_only = "csrc/binding/cuda_support.cpp"
-no_cuda = "csrc/binding/cuda_absent.cpp"
-if with_cuda:
-    sources = [s for s in sources if s != no_cuda]
-    sources += rel(glob.glob(os.path.join(ROOT, "csrc/kernels/cuda/*.cu")))
-    cxx_flags.append("-DMASKATTN_WITH_CUDA")
-    nvcc_flags.append("-DMASKATTN_WITH_CUDA")
-    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "(torch default)")
-    ext = CUDAExtension("maskattn._C", sources, extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
-                        extra_link_args=link_flags)
-else:
-    sources = [s for s in sources if s != cuda_only]
-    archs = "-"
-    ext = CppExtension("maskattn._C", sources, extra_compile_args={"cxx": cxx_flags},
-                       extra_link_args=link_flags)
+    sources = rel(glob.glob(os.path.join(ROOT, "csrc/binding/*.cpp")))
+    sources += rel(glob.glob(os.path.join(ROOT, "csrc/kernels/cpu/*.cpp")))
+    cuda_only = "csrc/binding/cuda_support.cpp"
+    no_cuda = "csrc/binding/cuda_absent.cpp"
+    if with_cuda:
+        sources = [s for s in sources if s != no_cuda]
+        sources += rel(glob.glob(os.path.join(ROOT, "csrc/kernels/cuda/*.cu")))
+        archs, archs_from = cuda_arch_list()
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs  # torch compiles exactly what is printed and recorded
+        for flags in (cxx_flags, nvcc_flags):
+            flags += ["-DMASKATTN_WITH_CUDA", "-DMASKATTN_CUDA_ARCHS=\"%s\"" % archs]
+        archs = "%s (%s)" % (archs, archs_from)
+        ext = CUDAExtension("maskattn._C", sources, extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+                            extra_link_args=link_flags)
+    else:
+        sources = [s for s in sources if s != cuda_only]
+        archs = "-"
+        ext = CppExtension("maskattn._C", sources, extra_compile_args={"cxx": cxx_flags},
+                           extra_link_args=link_flags)
 
-print("maskattn build: cuda=%s (%s), cuda archs=%s, cpu -march=%s, torch %s, %d sources"
-      % (with_cuda, reason, archs, cpu_arch or "(compiler default)", torch.__version__, len(sources)))
+    print("maskattn build: cuda=%s (%s), cuda archs=%s, cpu -march=%s, torch %s, %d sources"
+          % (with_cuda, reason, archs, cpu_arch or "(compiler default)", torch.__version__, len(sources)))
 
-setup(
-    name="maskattn",
-    version=VERSION,
-    description="Masked attention for PyTorch: mask construction, fused masked softmax and fused attention",
-    package_dir={"": "python"},
-    packages=find_packages("python"),
-    ext_modules=[ext],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    python_requires=">=3.9",
-    install_requires=["torch>=2.11"],
-)
+    setup(
+        name="maskattn",
+        version=VERSION,
+        description="Masked attention for PyTorch: mask construction, fused masked softmax and fused attention",
+        package_dir={"": "python"},
+        packages=find_packages("python"),
+        ext_modules=[ext],
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        python_requires=">=3.9",
+        install_requires=["torch>=2.11"],
+    )
+
+
+if __name__ == "__main__":  # as pip and setup.py run it; the tests read the functions above
+    main()

@@ -100,23 +100,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
                                  q.device());
   p.fwd.mask = pm.spec;
   const std::vector<int64_t> out_shape{f.batch, f.heads, f.q_len, f.v_head_dim};
+  // every tensor the kernels read must be where q is: a CPU tensor handed to a CUDA kernel is an
+  // illegal address, a CUDA tensor handed to the CPU kernel a crash
+  auto check_device = [&](const at::Tensor& t, const char* arg) {
+    TORCH_CHECK(t.device() == q.device(), op, ": ", arg, " must be on ", q.device(), " like q, got ", t.device());
+  };
+  check_device(dout_in, "dout");
+  check_device(out_in, "out");
+  check_device(lse_in, "lse");
   TORCH_CHECK(dout_in.sizes() == at::IntArrayRef(out_shape) && dout_in.scalar_type() == q.scalar_type(), op,
               ": dout must have shape ", at::IntArrayRef(out_shape), " and dtype ", q.scalar_type(), ", got ",
               dout_in.sizes(), " ", dout_in.scalar_type());
-  TORCH_CHECK(out_in.sizes() == at::IntArrayRef(out_shape), op, ": out must have shape ",
-              at::IntArrayRef(out_shape), ", got ", out_in.sizes());
+  TORCH_CHECK(out_in.sizes() == at::IntArrayRef(out_shape) && out_in.scalar_type() == q.scalar_type(), op,
+              ": out must have shape ", at::IntArrayRef(out_shape), " and dtype ", q.scalar_type(), ", got ",
+              out_in.sizes(), " ", out_in.scalar_type());
   TORCH_CHECK(lse_in.sizes() == at::IntArrayRef({f.batch, f.heads, f.q_len}) && lse_in.scalar_type() == at::kFloat,
-              op, ": lse must be float32 of shape (", f.batch, ", ", f.heads, ", ", f.q_len, ")");
+              op, ": lse must be float32 of shape (", f.batch, ", ", f.heads, ", ", f.q_len, "), got ",
+              lse_in.scalar_type(), " ", lse_in.sizes());
   const at::Tensor dout = dout_in.contiguous(), out = out_in.contiguous(), lse = lse_in.contiguous();
   at::Tensor dlse, dweights;
   if (dlse_in) {
-    TORCH_CHECK(dlse_in->sizes() == lse.sizes(), op, ": dlse must have shape ", lse.sizes());
+    check_device(*dlse_in, "dlse");
+    TORCH_CHECK(dlse_in->sizes() == lse.sizes() && at::isFloatingType(dlse_in->scalar_type()), op,
+                ": dlse must be a float tensor of shape ", lse.sizes(), ", got ", dlse_in->scalar_type(), " ",
+                dlse_in->sizes());
     dlse = dlse_in->to(at::kFloat).contiguous();
     p.dlse = dlse.data_ptr<float>();
   }
   if (dweights_in && dweights_in->numel() > 0) {
-    TORCH_CHECK(dweights_in->sizes() == at::IntArrayRef({f.batch, f.heads, f.q_len, f.k_len}), op,
-                ": dweights must have shape (", f.batch, ", ", f.heads, ", ", f.q_len, ", ", f.k_len, ")");
+    check_device(*dweights_in, "dweights");
+    TORCH_CHECK(dweights_in->sizes() == at::IntArrayRef({f.batch, f.heads, f.q_len, f.k_len}) &&
+                    at::isFloatingType(dweights_in->scalar_type()),
+                op, ": dweights must be a float tensor of shape (", f.batch, ", ", f.heads, ", ", f.q_len, ", ",
+                f.k_len, "), got ", dweights_in->scalar_type(), " ", dweights_in->sizes());
     dweights = dweights_in->to(q.scalar_type()).contiguous();
     p.dweights = dweights.data_ptr();
   }

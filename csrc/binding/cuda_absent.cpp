@@ -20,4 +20,8 @@ std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Ge
   fail_without_cuda("maskattn.random_token_mask");
 }
 
+std::string cuda_attention_path(const std::string&, int64_t, int64_t, int64_t) {
+  fail_without_cuda("maskattn._C.cuda_attention_path");
+}
+
 }  // namespace maskattn

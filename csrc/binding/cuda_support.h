@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 
 namespace maskattn {
@@ -17,5 +18,8 @@ std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Ge
                                                       uint64_t increment);
 // Throws the error that says how to rebuild with CUDA.
 [[noreturn]] void fail_without_cuda(const char* op);
+// Which CUDA attention kernels ("tensor_cores" or "simt") run for `dtype` ("float16", "bfloat16",
+// "float32") and these head sizes on CUDA device `device` (-1: the current one), rows aligned.
+std::string cuda_attention_path(const std::string& dtype, int64_t head_dim, int64_t v_head_dim, int64_t device);
 
 }  // namespace maskattn

@@ -1,13 +1,17 @@
 #include "mask_args.h"
 
+#include <ATen/ops/_assert_async.h>
 #include <ATen/ops/amax.h>
 #include <ATen/ops/amin.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/logical_and.h>
 #include <ATen/ops/stack.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <string>
 
 namespace maskattn {
 
@@ -23,6 +27,15 @@ ScalarKind scalar_kind_of(const at::ScalarType& t, const char* op, const char* a
   }
 }
 
+// Whether `t` is on `want`. A device named by type alone ("cuda") means the current device of that
+// type, as torch reads it: a tensor on cuda:0 is on "cuda" while cuda:0 is current.
+static bool on_device(const at::Tensor& t, const at::Device& want) {
+  const at::Device have = t.device();
+  if (have.type() != want.type()) return false;
+  if (want.has_index() || !have.has_index()) return !want.has_index() || have.index() == want.index();
+  return have.index() == c10::impl::getDeviceGuardImpl(want.type())->getDevice().index();
+}
+
 // (batch,) integer lengths in [0, limit], as contiguous int64 on `device`.
 static at::Tensor checked_lengths(const char* op, const char* arg, const at::Tensor& t,
                                   int64_t batch, int64_t limit, const at::Device& device) {
@@ -31,16 +44,24 @@ static at::Tensor checked_lengths(const char* op, const char* arg, const at::Ten
               op, ": ", arg, " must be an integer tensor (int32 or int64), got ", t.scalar_type());
   TORCH_CHECK(t.dim() == 1 && t.size(0) == batch, op, ": ", arg, " must have shape (", batch,
               ",), got ", t.sizes());
-  TORCH_CHECK(t.device() == device, op, ": ", arg, " must be on ", device, ", got ", t.device());
+  TORCH_CHECK(on_device(t, device), op, ": ", arg, " must be on ", device, ", got ", t.device());
   at::Tensor out = t.to(at::kLong).contiguous();
-  if (batch > 0) {
-    // one host sync: out-of-range lengths would read outside the tensors
-    const auto [lo, hi] = out.aminmax();
-    const int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
-    TORCH_CHECK(lo_v >= 0 && hi_v <= limit, op, ": ", arg, " values must lie in [0, ", limit,
-                "], got min ", lo_v, " max ", hi_v);
+  if (out.is_cpu()) {
+    // host memory: checked where it lies, no synchronisation involved
+    const int64_t* v = out.data_ptr<int64_t>();
+    for (int64_t b = 0; b < batch; ++b)
+      TORCH_CHECK(v[b] >= 0 && v[b] <= limit, op, ": ", arg, " values must lie in [0, ", limit, "], got ", v[b],
+                  " at index ", b);
+    return out;
   }
-  return out;
+  // On a GPU, reading the values here would synchronise the stream on every call and fail under
+  // CUDA graph capture (torch.compile mode="reduce-overhead"). The kernels read a clamped copy,
+  // so an out-of-range length can never index outside the tensors, and an asynchronous device
+  // assert reports it, named, at the next synchronisation.
+  if (batch > 0)
+    at::_assert_async(at::logical_and(out.ge(0), out.le(limit)).all(),
+                      std::string(op) + ": " + arg + " values must lie in [0, " + std::to_string(limit) + "]");
+  return out.clamp(0, limit);
 }
 
 // Segment ids (batch or 1, len) as contiguous int64 on `device`, and their per-chunk (min, max)
@@ -53,7 +74,7 @@ static void prepare_segments(const char* op, const char* arg, const at::Tensor& 
               op, ": ", arg, " must be an integer tensor of document ids, got ", t.scalar_type());
   TORCH_CHECK(t.dim() == 2 && (t.size(0) == batch || t.size(0) == 1) && t.size(1) == len, op, ": ", arg,
               " must have shape (", batch, ", ", len, "), got ", t.sizes());
-  TORCH_CHECK(t.device().type() == device.type(), op, ": ", arg, " must be on ", device, ", got ", t.device());
+  TORCH_CHECK(on_device(t, device), op, ": ", arg, " must be on ", device, ", got ", t.device());
   const at::Tensor seg = t.to(at::kLong).contiguous();
   const int64_t rows = seg.size(0), chunks = (len + kSegmentChunk - 1) / kSegmentChunk, pad = chunks * kSegmentChunk - len;
   // padding positions take the other bound's extreme, so they never widen a chunk's range
@@ -104,7 +125,7 @@ PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, i
                 km.scalar_type());
     TORCH_CHECK(km.dim() == 2 && (km.size(0) == batch || km.size(0) == 1) && km.size(1) == k_len, op,
                 ": key_mask must have shape (", batch, ", ", k_len, "), got ", km.sizes());
-    TORCH_CHECK(km.device() == device, op, ": key_mask must be on ", device, ", got ", km.device());
+    TORCH_CHECK(on_device(km, device), op, ": key_mask must be on ", device, ", got ", km.device());
     s.key_mask = reinterpret_cast<const uint8_t*>(km.data_ptr<bool>());
     s.key_mask_stride_b = km.size(0) == 1 ? 0 : km.stride(0);
     s.key_mask_stride_j = km.stride(1);
@@ -119,7 +140,7 @@ PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, i
   }
   if (args.mask) {
     at::Tensor m = *args.mask;
-    TORCH_CHECK(m.device() == device, op, ": mask must be on ", device, ", got ", m.device());
+    TORCH_CHECK(on_device(m, device), op, ": mask must be on ", device, ", got ", m.device());
     const ScalarKind kind = scalar_kind_of(m.scalar_type(), op, "mask");
     TORCH_CHECK(m.dim() <= (int64_t)mask_shape.size(), op, ": mask with shape ", m.sizes(),
                 " cannot broadcast to ", mask_shape);

@@ -24,4 +24,8 @@ PYBIND11_MODULE(_C, m) {
     info["cuda_archs"] = maskattn::built_with_cuda() ? MASKATTN_CUDA_ARCHS : "";
     return info;
   });
+  m.def("cuda_attention_path", &maskattn::cuda_attention_path, py::arg("dtype"), py::arg("head_dim"),
+        py::arg("v_head_dim"), py::arg("device") = -1,
+        "Which CUDA attention kernels run for this dtype and these head sizes: 'tensor_cores' or 'simt' "
+        "(float32 math, slower). Rows 16-byte aligned (contiguous q/k/v); device -1 is the current one.");
 }

@@ -52,5 +52,8 @@ void masked_attention_bwd_cpu(const AttentionBwdParams& p);
 int64_t attention_bwd_workspace_floats_cuda(const AttentionBwdParams& p);
 void masked_attention_fwd_cuda(const AttentionFwdParams& p, void* stream);
 void masked_attention_bwd_cuda(const AttentionBwdParams& p, void* stream);
+// Which CUDA kernels attention of this dtype and head sizes runs on the current device, for
+// 16-byte aligned rows: "tensor_cores" or "simt" (the fp32-math fallback).
+const char* masked_attention_cuda_path(ScalarKind dtype, int64_t head_dim, int64_t v_head_dim);
 
 }  // namespace maskattn

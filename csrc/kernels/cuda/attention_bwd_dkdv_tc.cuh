@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
                                  int64_t k_tiles, bool later_heavier) {
   using Cfg = DkdvTcConfig<HD>;
   constexpr int kRowTiles = Cfg::kRows / 8, kColTiles = Cfg::kCols / 8, kSteps = HD / 16;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_raw = gpu::dynamic_smem;
   Elem* k_tile = reinterpret_cast<Elem*>(smem_raw);
   Elem* v_tile = k_tile + Cfg::kKeys * HD;
   Elem* q_tiles = v_tile + Cfg::kKeys * HD;            // [2][kRows][HD]

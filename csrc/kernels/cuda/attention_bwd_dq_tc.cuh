@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
                                int64_t q_tiles, bool later_heavier) {
   using Cfg = DqTcConfig<HD>;
   constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_raw = gpu::dynamic_smem;
   Elem* q_tile = reinterpret_cast<Elem*>(smem_raw);
   Elem* do_tile = q_tile + Cfg::kRows * HD;
   Elem* k_tiles = do_tile + Cfg::kRows * HD;       // [2][kKeys][HD]

@@ -15,31 +15,42 @@ static void launch_fwd_simt(const AttentionFwdParams& p, const DeviceInfo& dev, 
   const int bytes = (int)(shape.fwd_floats() * sizeof(float));
   const int64_t q_tiles = ceil_div(p.q_len, shape.edge);
   auto* kernel = attention_fwd_simt_kernel<Elem>;
-  allow_dynamic_smem(kernel, bytes, "attention_fwd_simt_kernel");
-  kernel<<<grid_of(q_tiles * p.batch * p.heads, "attention_fwd_simt_kernel"), kSimtThreads, bytes, stream>>>(
-      p, shape, q_tiles, later_query_tiles_heavier(p.mask));
-  gpu::check_launch("attention_fwd_simt_kernel");
+  allow_dynamic_smem(kernel, bytes, dev, "attention_fwd_simt_kernel");
+  gpu::launch_kernel("attention_fwd_simt_kernel", kernel,
+                     grid_of(q_tiles * p.batch * p.heads, "attention_fwd_simt_kernel"), kSimtThreads, bytes, stream, p,
+                     shape, q_tiles, later_query_tiles_heavier(p.mask));
 }
 
 template <typename Elem>
 static void launch_weights(const AttentionFwdParams& p, cudaStream_t stream) {
   const int64_t blocks = ceil_div(p.q_len, 16) * p.batch * p.heads;
-  attention_probs_kernel<Elem, false><<<grid_of(blocks, "attention_probs_kernel"), kRowsThreads, 0, stream>>>(
-      p, nullptr, nullptr);
-  gpu::check_launch("attention_probs_kernel");
+  gpu::launch_kernel("attention_probs_kernel", attention_probs_kernel<Elem, false>,
+                     grid_of(blocks, "attention_probs_kernel"), kRowsThreads, 0, stream, p, nullptr, nullptr);
 }
 
 template <typename Elem>
 static void run_fwd(const AttentionFwdParams& p, const DeviceInfo& dev, cudaStream_t stream) {
   const int bucket = tensor_core_bucket(p, dev);
   if constexpr (!std::is_same<Elem, float>::value) {
-    if (bucket != 0) launch_fwd_tc<Elem>(p, bucket, stream);
+    if (bucket != 0) launch_fwd_tc<Elem>(p, bucket, dev, stream);
   }
   if (bucket == 0) launch_fwd_simt<Elem>(p, dev, stream);
   if (p.weights != nullptr && p.k_len > 0) launch_weights<Elem>(p, stream);  // reads the lse just written
 }
 
 }  // namespace attn
+
+const char* masked_attention_cuda_path(ScalarKind dtype, int64_t head_dim, int64_t v_head_dim) {
+  AttentionFwdParams p;  // one row of each: only the dtype and head sizes matter, rows are aligned
+  p.dtype = dtype;
+  p.head_dim = head_dim;
+  p.v_head_dim = v_head_dim;
+  p.q_len = p.k_len = 1;
+  p.q_stride_i = head_dim;
+  p.k_stride_j = head_dim;
+  p.v_stride_j = v_head_dim;
+  return attn::tensor_core_bucket(p, attn::current_device_info()) != 0 ? "tensor_cores" : "simt";
+}
 
 void masked_attention_fwd_cuda(const AttentionFwdParams& p, void* stream) {
   attn::check_attention_params(p);

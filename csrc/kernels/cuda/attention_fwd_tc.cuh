@@ -11,6 +11,7 @@
 #include "../attention.h"
 #include "attention_tiles.h"
 #include "attention_warp_mma.cuh"
+#include "cuda_common.cuh"
 
 namespace maskattn {
 namespace attn {
@@ -63,7 +64,7 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     attention_fwd_tc_kernel(const AttentionFwdParams p, int64_t q_tiles, bool later_heavier) {
   using Cfg = FwdTcConfig<HD>;
   constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_raw = gpu::dynamic_smem;
   Elem* q_tile = reinterpret_cast<Elem*>(smem_raw);
   Elem* k_tiles = q_tile + Cfg::kRows * HD;           // [2][kKeys][HD]
   Elem* v_tiles = k_tiles + 2 * Cfg::kKeys * HD;      // [2][kKeys][HD]

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "../attention.h"
 #include "cuda_common.cuh"
@@ -22,26 +25,51 @@ inline void cuda_check(cudaError_t err, const char* what) {
     throw std::runtime_error(std::string("maskattn attention: ") + what + ": " + cudaGetErrorString(err));
 }
 
+// Architecture (major * 10 + minor) of the code the tensor-core kernels run as on the current
+// device, 0 if none of their images loads there. It is the PTX (virtual) architecture they were
+// compiled for, not the device's: built with TORCH_CUDA_ARCH_LIST=7.5+PTX, an H100 runs them JIT
+// compiled from compute_75, where they trap. Defined with the kernels (attention_fwd_tc.cu).
+int tensor_core_kernel_arch();
+
 struct DeviceInfo {
+  int index = 0;
   int major = 0;
-  int max_smem = 0;  // dynamic shared memory a block may opt into, bytes
+  int max_smem = 0;                  // dynamic shared memory a block may opt into, bytes
+  bool tensor_core_kernels = false;  // sm_80+ and the tensor-core kernels were compiled for it
 };
 
 inline DeviceInfo current_device_info() {
-  int device = 0;
   DeviceInfo info;
-  cuda_check(cudaGetDevice(&device), "cudaGetDevice");
-  cuda_check(cudaDeviceGetAttribute(&info.major, cudaDevAttrComputeCapabilityMajor, device), "compute capability");
-  cuda_check(cudaDeviceGetAttribute(&info.max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+  cuda_check(cudaGetDevice(&info.index), "cudaGetDevice");
+  cuda_check(cudaDeviceGetAttribute(&info.major, cudaDevAttrComputeCapabilityMajor, info.index),
+             "compute capability");
+  cuda_check(cudaDeviceGetAttribute(&info.max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, info.index),
              "shared memory limit");
+  info.tensor_core_kernels = info.major >= 8 && tensor_core_kernel_arch() >= 80;
   return info;
 }
 
-// Above 48 KB a kernel must opt in to its dynamic shared memory.
+// Dynamic shared memory each kernel has opted into on each device, shared by every host thread.
+inline std::mutex& opted_smem_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline int& opted_smem(const void* kernel, int device) {
+  static std::map<std::pair<const void*, int>, int> bytes;
+  return bytes[{kernel, device}];
+}
+
+// Above 48 KB a kernel must opt in to its dynamic shared memory. The setting belongs to the kernel
+// on a device, not to a call: it only grows, to the largest size used so far, under a lock, so no
+// host thread's launch finds it lowered by another thread's smaller head size.
 template <typename Kernel>
-void allow_dynamic_smem(Kernel* kernel, int bytes, const char* name) {
-  if (bytes > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), name);
+void allow_dynamic_smem(Kernel* kernel, int bytes, const DeviceInfo& dev, const char* name) {
+  if (bytes <= 48 * 1024) return;
+  std::lock_guard<std::mutex> lock(opted_smem_mutex());
+  int& opted = opted_smem(reinterpret_cast<const void*>(kernel), dev.index);
+  if (bytes <= opted) return;
+  cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), name);
+  opted = bytes;
 }
 
 inline unsigned int grid_of(int64_t blocks, const char* kernel) {
@@ -67,10 +95,11 @@ inline void check_attention_params(const AttentionFwdParams& f) {
 }
 
 // Head-size bucket (64, 128, 256) of the tensor-core kernels, 0 where they do not apply: dtype
-// float16 / bfloat16, sm_80+, head sizes multiples of 8 up to 256, q/k/v rows 16-byte aligned.
+// float16 / bfloat16, sm_80+ (device and compiled kernels), head sizes multiples of 8 up to 256,
+// q/k/v rows 16-byte aligned.
 inline int tensor_core_bucket(const AttentionFwdParams& f, const DeviceInfo& dev) {
   if (f.dtype != ScalarKind::Float16 && f.dtype != ScalarKind::BFloat16) return 0;
-  if (dev.major < 8 || f.head_dim % 8 != 0 || f.v_head_dim % 8 != 0) return 0;
+  if (!dev.tensor_core_kernels || f.head_dim % 8 != 0 || f.v_head_dim % 8 != 0) return 0;
   const int64_t widest = std::max(f.head_dim, f.v_head_dim);
   if (widest > 256) return 0;
   using gpu::stride_keeps_alignment;
@@ -101,11 +130,13 @@ int simt_edge(const AttentionFwdParams& f, const DeviceInfo& dev, FloatsOf float
 
 // Tensor-core launchers, one translation unit per pass so the builds run in parallel.
 template <typename Elem>
-void launch_fwd_tc(const AttentionFwdParams& p, int bucket, cudaStream_t stream);
+void launch_fwd_tc(const AttentionFwdParams& p, int bucket, const DeviceInfo& dev, cudaStream_t stream);
 template <typename Elem>
-void launch_bwd_dq_tc(const AttentionBwdParams& p, const BwdRowStats& stats, int bucket, cudaStream_t stream);
+void launch_bwd_dq_tc(const AttentionBwdParams& p, const BwdRowStats& stats, int bucket, const DeviceInfo& dev,
+                      cudaStream_t stream);
 template <typename Elem>
-void launch_bwd_dkdv_tc(const AttentionBwdParams& p, const BwdRowStats& stats, int bucket, cudaStream_t stream);
+void launch_bwd_dkdv_tc(const AttentionBwdParams& p, const BwdRowStats& stats, int bucket, const DeviceInfo& dev,
+                        cudaStream_t stream);
 
 }  // namespace attn
 }  // namespace maskattn

@@ -1,17 +1,12 @@
 // sm_80 tensor-core and async-copy primitives as inline PTX: mma.m16n8k16 with fp32
 // accumulators, ldmatrix, cp.async with zero fill, and the base-2 exponential.
-// On older architectures they compile to a trap: the launchers never run these kernels there.
+// On older architectures they compile to a trap: the launchers never run these kernels there
+// (they ask the compiled kernel for its architecture).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#define MA_TENSOR_CORES 0
-#else
-#define MA_TENSOR_CORES 1
-#endif
 
 namespace maskattn {
 namespace attn {
@@ -29,6 +24,19 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi, __nv_bfloat16) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&h);
 }
+
+}  // namespace attn
+}  // namespace maskattn
+
+#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define MA_TENSOR_CORES 0
+#else
+#define MA_TENSOR_CORES 1
+#endif
+
+namespace maskattn {
+namespace attn {
 
 // d += a * b for one 16x8x16 tile: a row-major 16x16, b column-major 16x8, d fp32 16x8.
 __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
@@ -114,3 +122,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 }  // namespace attn
 }  // namespace maskattn
+#else
+// A host compiler (the tests' host execution of these kernels) cannot read inline PTX: the same
+// functions, implemented from the PTX ISA, come from the host execution's headers.
+#include <attention_mma_host.h>
+#endif

@@ -68,6 +68,8 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
   const Elem* q = static_cast<const Elem*>(f.q) + b * f.q_stride_b + h * f.q_stride_h;
   const Elem* k = static_cast<const Elem*>(f.k) + b * f.k_stride_b + kvh * f.k_stride_h;
   const float lse = i < f.q_len ? f.lse[row] : -INFINITY;
+  // in the base 2 of the forward and the backward, so P is the probability they normalise
+  const float lse2 = lse * kLog2e, scale_log2 = (float)f.scale * kLog2e;
   const TileSpan span = kDotDweights ? key_tiles_for_rows(mask, b, i0, kEdge, kEdge)
                                      : TileSpan{0, ceil_div(f.k_len, kEdge)};
   float acc = 0.f;
@@ -91,7 +93,7 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
       }
       // lse == -inf: the row attends to nothing and exp would see -inf - -inf
       if (i < f.q_len && j < f.k_len && lse != -INFINITY && mask.allowed(b, h, i, j))
-        prob = expf(s * (float)f.scale + mask.additive(b, h, i, j) - lse);
+        prob = exp2f(s * scale_log2 + mask.additive(b, h, i, j) * kLog2e - lse2);
     }
     if constexpr (kDotDweights) {
       if (prob != 0.f) acc += prob * gpu::to_float(dweights[row * f.k_len + j]);

@@ -23,7 +23,8 @@ __device__ __forceinline__ void simt_prob_and_grad(float& prob, float& grad, con
   prob = 0.f;
   grad = 0.f;
   if (state == TileState::Partial && !mask.allowed(b, h, i, j)) return;
-  float s = dot_rows(q_row, k_row, (int)f.head_dim) * (float)f.scale * kLog2e;
+  const float scale_log2 = (float)f.scale * kLog2e;  // the forward's constant: P is the one lse normalised
+  float s = dot_rows(q_row, k_row, (int)f.head_dim) * scale_log2;
   if (state == TileState::Partial) s += mask.additive(b, h, i, j) * kLog2e;
   prob = exp2f(s - lse2);  // lse2 = +inf for rows that attend to nothing: exactly 0
   if (prob == 0.f) return;
@@ -47,7 +48,7 @@ template <typename Elem>
 __global__ void __launch_bounds__(kSimtThreads, 1)
     attention_bwd_dq_simt_kernel(const AttentionBwdParams p, BwdRowStats stats, SimtShape sh, int64_t q_tiles,
                                  bool later_heavier) {
-  extern __shared__ float smem_f[];
+  float* smem_f = reinterpret_cast<float*>(gpu::dynamic_smem);
   const int e = sh.edge, ld = sh.ld_qk, ldv = sh.ld_v, lds = e + 1;
   float* q_s = smem_f;
   float* dq_s = q_s + e * ld;
@@ -68,8 +69,8 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
   const Elem* dweights = static_cast<const Elem*>(p.dweights);
 
   load_rows_f32(q_s, ld, static_cast<const Elem*>(f.q) + b * f.q_stride_b + h * f.q_stride_h, f.q_stride_i, i0,
-                mask.q_len_of(b), e, d, 1.f);
-  load_rows_f32(do_s, ldv, static_cast<const Elem*>(p.dout) + row_base * dv, dv, i0, mask.q_len_of(b), e, dv, 1.f);
+                mask.q_len_of(b), e, d);
+  load_rows_f32(do_s, ldv, static_cast<const Elem*>(p.dout) + row_base * dv, dv, i0, mask.q_len_of(b), e, dv);
   for (int x = threadIdx.x; x < e * d; x += kSimtThreads) dq_s[(x / d) * ld + x % d] = 0.f;
   load_row_stats(lse2_s, delta_s, stats, row_base, i0, f.q_len, e);
 
@@ -79,8 +80,8 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
     const TileState state = mask.classify_tile(b, i0, i0 + e, j0, j0 + e);
     if (state == TileState::Empty) continue;
     __syncthreads();
-    load_rows_f32(k_s, ld, k, f.k_stride_j, j0, mask.k_len_of(b), e, d, 1.f);
-    load_rows_f32(v_s, ldv, v, f.v_stride_j, j0, mask.k_len_of(b), e, dv, 1.f);
+    load_rows_f32(k_s, ld, k, f.k_stride_j, j0, mask.k_len_of(b), e, d);
+    load_rows_f32(v_s, ldv, v, f.v_stride_j, j0, mask.k_len_of(b), e, dv);
     __syncthreads();
     for (int x = threadIdx.x; x < e * e; x += kSimtThreads) {
       const int r = x / e, c = x % e;
@@ -110,7 +111,7 @@ template <typename Elem>
 __global__ void __launch_bounds__(kSimtThreads, 1)
     attention_bwd_dkdv_simt_kernel(const AttentionBwdParams p, BwdRowStats stats, SimtShape sh, int64_t k_tiles,
                                    bool later_heavier) {
-  extern __shared__ float smem_f[];
+  float* smem_f = reinterpret_cast<float*>(gpu::dynamic_smem);
   const int e = sh.edge, ld = sh.ld_qk, ldv = sh.ld_v, lds = e + 1;
   float* k_s = smem_f;
   float* dk_s = k_s + e * ld;
@@ -130,9 +131,9 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
   const Elem* dweights = static_cast<const Elem*>(p.dweights);
 
   load_rows_f32(k_s, ld, static_cast<const Elem*>(f.k) + b * f.k_stride_b + kvh * f.k_stride_h, f.k_stride_j, j0,
-                mask.k_len_of(b), e, d, 1.f);
+                mask.k_len_of(b), e, d);
   load_rows_f32(v_s, ldv, static_cast<const Elem*>(f.v) + b * f.v_stride_b + kvh * f.v_stride_h, f.v_stride_j, j0,
-                mask.k_len_of(b), e, dv, 1.f);
+                mask.k_len_of(b), e, dv);
   for (int x = threadIdx.x; x < e * d; x += kSimtThreads) dk_s[(x / d) * ld + x % d] = 0.f;
   for (int x = threadIdx.x; x < e * dv; x += kSimtThreads) dv_s[(x / dv) * ldv + x % dv] = 0.f;
 
@@ -145,9 +146,8 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
       if (state == TileState::Empty) continue;
       __syncthreads();
       load_rows_f32(q_s, ld, static_cast<const Elem*>(f.q) + b * f.q_stride_b + h * f.q_stride_h, f.q_stride_i,
-                    i0, mask.q_len_of(b), e, d, 1.f);
-      load_rows_f32(do_s, ldv, static_cast<const Elem*>(p.dout) + row_base * dv, dv, i0, mask.q_len_of(b), e, dv,
-                    1.f);
+                    i0, mask.q_len_of(b), e, d);
+      load_rows_f32(do_s, ldv, static_cast<const Elem*>(p.dout) + row_base * dv, dv, i0, mask.q_len_of(b), e, dv);
       load_row_stats(lse2_s, delta_s, stats, row_base, i0, f.q_len, e);
       __syncthreads();
       for (int x = threadIdx.x; x < e * e; x += kSimtThreads) {

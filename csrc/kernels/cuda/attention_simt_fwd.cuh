@@ -38,22 +38,22 @@ __device__ __forceinline__ float dot_rows(const float* a, const float* b, int n)
 }
 
 // Rows [row0, row0 + edge) x cols [0, cols) of a row-major global matrix into a shared array of
-// row length ld, times `scale`; rows at or past valid_rows become zeros.
+// row length ld; rows at or past valid_rows become zeros.
 template <typename Elem>
 __device__ __forceinline__ void load_rows_f32(float* dst, int ld, const Elem* src, int64_t stride, int64_t row0,
-                                              int64_t valid_rows, int edge, int cols, float scale) {
+                                              int64_t valid_rows, int edge, int cols) {
   for (int x = threadIdx.x; x < edge * cols; x += blockDim.x) {
     const int r = x / cols, c = x % cols;
-    dst[r * ld + c] = row0 + r < valid_rows ? gpu::to_float(src[(row0 + r) * stride + c]) * scale : 0.f;
+    dst[r * ld + c] = row0 + r < valid_rows ? gpu::to_float(src[(row0 + r) * stride + c]) : 0.f;
   }
 }
 
 template <typename Elem>
 __global__ void __launch_bounds__(kSimtThreads, 1)
     attention_fwd_simt_kernel(const AttentionFwdParams p, SimtShape sh, int64_t q_tiles, bool later_heavier) {
-  extern __shared__ float smem_f[];
+  float* smem_f = reinterpret_cast<float*>(gpu::dynamic_smem);
   const int e = sh.edge, ld = sh.ld_qk, ldv = sh.ld_v, lds = e + 1;
-  float* q_s = smem_f;           // [e][ld], pre-scaled into the base-2 domain
+  float* q_s = smem_f;           // [e][ld]
   float* k_s = q_s + e * ld;     // [e][ld]
   float* v_s = k_s + e * ld;     // [e][ldv]
   float* o_s = v_s + e * ldv;    // [e][ldv]
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
   const Elem* k = static_cast<const Elem*>(p.k) + b * p.k_stride_b + kvh * p.k_stride_h;
   const Elem* v = static_cast<const Elem*>(p.v) + b * p.v_stride_b + kvh * p.v_stride_h;
 
-  load_rows_f32(q_s, ld, q, p.q_stride_i, i0, mask.q_len_of(b), e, d, scale_log2);
+  load_rows_f32(q_s, ld, q, p.q_stride_i, i0, mask.q_len_of(b), e, d);
   for (int x = threadIdx.x; x < e * dv; x += kSimtThreads) o_s[(x / dv) * ldv + x % dv] = 0.f;
   for (int r = threadIdx.x; r < e; r += kSimtThreads) m_s[r] = -INFINITY, l_s[r] = 0.f;
 
@@ -81,12 +81,14 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
     const TileState state = mask.classify_tile(b, i0, i0 + e, j0, j0 + e);
     if (state == TileState::Empty) continue;
     __syncthreads();  // the previous tile is fully consumed
-    load_rows_f32(k_s, ld, k, p.k_stride_j, j0, mask.k_len_of(b), e, d, 1.f);
-    load_rows_f32(v_s, ldv, v, p.v_stride_j, j0, mask.k_len_of(b), e, dv, 1.f);
+    load_rows_f32(k_s, ld, k, p.k_stride_j, j0, mask.k_len_of(b), e, d);
+    load_rows_f32(v_s, ldv, v, p.v_stride_j, j0, mask.k_len_of(b), e, dv);
     __syncthreads();
     for (int x = threadIdx.x; x < e * e; x += kSimtThreads) {
       const int r = x / e, c = x % e;
-      float s = dot_rows(q_s + r * ld, k_s + c * ld, d);
+      // scaled after the dot product, as the backward and the weights recompute it: the saved lse
+      // then normalises exactly the scores they see
+      float s = dot_rows(q_s + r * ld, k_s + c * ld, d) * scale_log2;
       if (state == TileState::Partial) {
         const int64_t i = i0 + r, j = j0 + c;
         s = mask.allowed(b, h, i, j) ? s + mask.additive(b, h, i, j) * kLog2e : -INFINITY;

@@ -1,5 +1,6 @@
-// Host and device helpers every CUDA kernel file shares: launch checks, grid sizing, alignment,
-// and 16-byte vector access of float / half / bfloat16 rows with float math inside.
+// Host and device helpers every CUDA kernel file shares: the launch, grid sizing, alignment,
+// the dynamic shared memory, and 16-byte vector access of float / half / bfloat16 rows with
+// float math inside.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -8,17 +9,32 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace maskattn {
 namespace gpu {
 
+// The block's dynamic shared memory, sized at launch; kernels lay their arrays out in it.
+extern __shared__ __align__(128) unsigned char dynamic_smem[];
+
 inline cudaStream_t as_cuda_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
 
-// Launch errors surface here, named after the kernel, instead of at a later synchronisation.
-inline void check_launch(const char* kernel) {
-  const cudaError_t err = cudaGetLastError();
+// Launches `kernel` on grid x block threads with `smem_bytes` of dynamic shared memory. A launch
+// error surfaces here, named after the kernel, instead of at a later synchronisation. Through
+// the runtime API rather than <<<>>>, so a host compiler reads the launchers too.
+template <typename... Params, typename... Args>
+void launch_kernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem_bytes,
+                   cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem_bytes;
+  config.stream = stream;
+  cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  const cudaError_t last = cudaGetLastError();  // also clears the error the failed launch recorded
+  if (err == cudaSuccess) err = last;
   if (err != cudaSuccess)
-    throw std::runtime_error(std::string("maskattn: CUDA kernel ") + kernel + " failed to launch: " +
+    throw std::runtime_error(std::string("maskattn: CUDA kernel ") + name + " failed to launch: " +
                              cudaGetErrorString(err));
 }
 

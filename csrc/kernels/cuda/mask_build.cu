@@ -72,18 +72,17 @@ void launch_build_mask(const MaskBuildParams& p, cudaStream_t stream) {
   constexpr int kCount = 16 / (int)sizeof(Bits);
   const bool vec_ok = is_aligned16(p.out) && (p.k_len * (int64_t)sizeof(Bits)) % 16 == 0;
   const int64_t groups = p.batch * p.q_len * ((p.k_len + kCount - 1) / kCount);
-  build_mask_kernel<Bits><<<grid_blocks(groups, kMaskThreads), kMaskThreads, 0, stream>>>(
-      p, make_mask_bits<Bits>(p.out_kind, p.masked_value), vec_ok);
-  check_launch("build_mask_kernel");
+  launch_kernel("build_mask_kernel", build_mask_kernel<Bits>, grid_blocks(groups, kMaskThreads), kMaskThreads, 0,
+                stream, p, make_mask_bits<Bits>(p.out_kind, p.masked_value), vec_ok);
 }
 
 template <typename Bits>
 void launch_padding_mask_from_ids(const IdsMaskParams& p, cudaStream_t stream) {
   constexpr int kCount = 16 / (int)sizeof(Bits);
   const int64_t groups = (p.n + kCount - 1) / kCount;
-  padding_mask_from_ids_kernel<Bits><<<grid_blocks(groups, kMaskThreads), kMaskThreads, 0, stream>>>(
-      p, make_mask_bits<Bits>(p.out_kind, p.masked_value), is_aligned16(p.ids), is_aligned16(p.out));
-  check_launch("padding_mask_from_ids_kernel");
+  launch_kernel("padding_mask_from_ids_kernel", padding_mask_from_ids_kernel<Bits>, grid_blocks(groups, kMaskThreads),
+                kMaskThreads, 0, stream, p, make_mask_bits<Bits>(p.out_kind, p.masked_value), is_aligned16(p.ids),
+                is_aligned16(p.out));
 }
 
 }  // namespace
@@ -112,8 +111,8 @@ void padding_mask_from_ids_cuda(const IdsMaskParams& p, void* stream) {
 
 void random_token_mask_cuda(const TokenMaskParams& p, void* stream) {
   if (p.n <= 0) return;
-  random_token_mask_kernel<<<grid_blocks(p.n, kMaskThreads), kMaskThreads, 0, as_cuda_stream(stream)>>>(p);
-  check_launch("random_token_mask_kernel");
+  launch_kernel("random_token_mask_kernel", random_token_mask_kernel, grid_blocks(p.n, kMaskThreads), kMaskThreads,
+                0, as_cuda_stream(stream), p);
 }
 
 }  // namespace maskattn

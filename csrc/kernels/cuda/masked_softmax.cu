@@ -29,16 +29,16 @@ void launch_softmax_fwd(const MaskedSoftmaxParams& p, cudaStream_t stream) {
   const RowLaunch launch = plan_row_launch(plan.rows, p.k_len);
   switch (launch.tier) {
     case RowTier::Warp:
-      softmax_fwd_warp_rows_kernel<T><<<launch.blocks, launch.threads, 0, stream>>>(p, plan);
-      check_launch("softmax_fwd_warp_rows_kernel");
+      launch_kernel("softmax_fwd_warp_rows_kernel", softmax_fwd_warp_rows_kernel<T>, launch.blocks, launch.threads,
+                    0, stream, p, plan);
       break;
     case RowTier::Block:
-      softmax_fwd_block_rows_kernel<T><<<launch.blocks, launch.threads, 0, stream>>>(p, plan);
-      check_launch("softmax_fwd_block_rows_kernel");
+      launch_kernel("softmax_fwd_block_rows_kernel", softmax_fwd_block_rows_kernel<T>, launch.blocks, launch.threads,
+                    0, stream, p, plan);
       break;
     case RowTier::Stream:
-      softmax_fwd_streamed_rows_kernel<T><<<launch.blocks, launch.threads, 0, stream>>>(p, plan);
-      check_launch("softmax_fwd_streamed_rows_kernel");
+      launch_kernel("softmax_fwd_streamed_rows_kernel", softmax_fwd_streamed_rows_kernel<T>, launch.blocks,
+                    launch.threads, 0, stream, p, plan);
       break;
   }
 }
@@ -54,16 +54,16 @@ void launch_softmax_bwd(const MaskedSoftmaxBwdParams& p, cudaStream_t stream) {
   const RowLaunch launch = plan_row_launch(p.rows, p.k_len);
   switch (launch.tier) {
     case RowTier::Warp:
-      softmax_bwd_warp_rows_kernel<T><<<launch.blocks, launch.threads, 0, stream>>>(p, plan);
-      check_launch("softmax_bwd_warp_rows_kernel");
+      launch_kernel("softmax_bwd_warp_rows_kernel", softmax_bwd_warp_rows_kernel<T>, launch.blocks, launch.threads,
+                    0, stream, p, plan);
       break;
     case RowTier::Block:
-      softmax_bwd_block_rows_kernel<T><<<launch.blocks, launch.threads, 0, stream>>>(p, plan);
-      check_launch("softmax_bwd_block_rows_kernel");
+      launch_kernel("softmax_bwd_block_rows_kernel", softmax_bwd_block_rows_kernel<T>, launch.blocks, launch.threads,
+                    0, stream, p, plan);
       break;
     case RowTier::Stream:
-      softmax_bwd_streamed_rows_kernel<T><<<launch.blocks, launch.threads, 0, stream>>>(p, plan);
-      check_launch("softmax_bwd_streamed_rows_kernel");
+      launch_kernel("softmax_bwd_streamed_rows_kernel", softmax_bwd_streamed_rows_kernel<T>, launch.blocks,
+                    launch.threads, 0, stream, p, plan);
       break;
   }
 }

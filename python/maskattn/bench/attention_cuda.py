@@ -116,7 +116,10 @@ def attention_case(seq: int, dim: int, variant: str, mode: str, device: torch.de
         return {"flops": attention_flops_flash(batch, heads, seq, seq, dim, True, mode),
                 "flops_unmasked": attention_flops_unmasked(heads, dim, pairs, mode)}
 
-    extra = {"seq_len": seq, "head_dim": dim}
+    # which kernels ours runs (tensor cores, or the slower fp32-math SIMT path), so a slow row is explained
+    extra = {"seq_len": seq, "head_dim": dim,
+             "maskattn_path": ma._C.cuda_attention_path("bfloat16", dim, dim, device.index if device.index is not None
+                                                        else -1)}
     if sweep:
         extra["sweep"] = sweep
     return Case("attention", f"attention {variant}", device, torch.bfloat16, shape, mode,
