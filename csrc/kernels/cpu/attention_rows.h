@@ -9,7 +9,7 @@
 namespace maskattn {
 namespace cpu {
 
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint16_t u16x8 __attribute__((vector_size(16)));
 
 inline float load_element(ScalarKind kind, const void* base, int64_t offset) {
   switch (kind) {
@@ -37,11 +37,12 @@ inline void load_row_f32(ScalarKind kind, const void* base, int64_t offset, int6
   } else if (kind == ScalarKind::BFloat16) {
     // bf16 is the top half of a float: widen and shift, 16 lanes at a time
     const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
-    for (; c + kLanes <= n; c += kLanes) {
-      u16x16 h;
+    for (; c + 8 <= n; c += 8) {
+      u16x8 h;
       std::memcpy(&h, src + c, sizeof(h));
-      const i32x16 bits = __builtin_convertvector(h, i32x16) << 16;
-      store16(dst + c, (f32x16)bits * mul);
+      const i32x8 bits = __builtin_convertvector(h, i32x8) << 16;
+      const f32x8 x = (f32x8)bits * mul;
+      std::memcpy(dst + c, &x, sizeof(x));
     }
   }
   for (; c < n; ++c) dst[c] = load_element(kind, base, offset + c) * mul;

@@ -62,8 +62,6 @@ inline void elementwise_row_bias(const MaskSpec& m, int64_t b, int64_t h, int64_
   if (m.has_segments()) add_segment_row_bias(m, b, i, j0, lo, hi, out);
 }
 
-inline i32x16 lane_index16() { return i32x16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; }
-
 // s (rows x cols, row stride lds) holds the scores of rows i0.. and keys j0..; cols is a multiple
 // of 16 and may run past k_len (those keys are masked). bias: scratch of 2 * cols floats.
 inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
@@ -100,14 +98,18 @@ inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0,
       if (m.has_segments()) add_segment_row_bias(m, b, i, j0, lo, hi, row_bias);
     }
     float* row = s + r * lds;
-    const i32x16 lo_v = i32x16{} + (int32_t)lo, hi_v = i32x16{} + (int32_t)hi;
     for (int64_t c = 0; c < cols; c += kLanes) {
-      const i32x16 idx = lane_index16() + (int32_t)c;
-      const i32x16 keep = (idx >= lo_v) & (idx < hi_v);
+      if (c + kLanes <= lo || c >= hi) {
+        store16(row + c, neg_inf16);  // wholly outside the band
+        continue;
+      }
       f32x16 x = load16(row + c);
       if (tile_biased) x += load16(tile_bias + c);
       if (row_varying) x += load16(row_bias + c);
-      store16(row + c, keep ? x : neg_inf16);
+      store16(row + c, x);
+      if (c < lo || c + kLanes > hi)  // the band's edges: lanes outside it one by one
+        for (int64_t l = c; l < c + kLanes; ++l)
+          if (l < lo || l >= hi) row[l] = neg_inf;
     }
   }
 }
