@@ -6,6 +6,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "../../mask_spec.h"
@@ -18,23 +19,72 @@ inline float key_mask_bias(const MaskSpec& m, int64_t b, int64_t j) {
   return m.key_allowed(b, j) ? 0.f : -std::numeric_limits<float>::infinity();
 }
 
+// IEEE half bits -> float without branches, so a row converts in vector registers: the exponent
+// and mantissa moved into place and scaled by 2^112 (exact for normal and subnormal halves), inf
+// and NaN given the float exponent, then the sign.
+inline float half_bits_to_float_branchless(uint16_t h) {
+  const uint32_t magnitude = (uint32_t)(h & 0x7fffu) << 13;
+  float scaled, special;
+  const uint32_t special_bits = magnitude | 0x7f800000u;
+  std::memcpy(&scaled, &magnitude, sizeof(float));
+  std::memcpy(&special, &special_bits, sizeof(float));
+  float f = (h & 0x7c00u) == 0x7c00u ? special : scaled * 0x1p112f;
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  bits |= (uint32_t)(h & 0x8000u) << 16;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
 // Explicit mask of row i over keys j0 + [lo, hi) as a bias: 0 / -inf (bool) or the additive
-// value. Rows of contiguous bool or fp32 masks (the common materialised masks) read the row
-// directly so the loop vectorises; other layouts ask MaskSpec element by element.
+// value. Rows with contiguous keys (every broadcast pattern of a materialised mask: (B,1,L,L),
+// (1,1,L,L), (B,1,1,L), (L,L)) are read by one loop per dtype that vectorises; a mask broadcast
+// over keys is one value; other layouts ask MaskSpec element by element.
 inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo, int64_t hi,
                               float* out) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t base = m.mask_offset(b, h, i, j0);
-  if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Bool) {
-    const uint8_t* src = static_cast<const uint8_t*>(m.mask) + base;
-    for (int64_t c = lo; c < hi; ++c) out[c] = src[c] ? 0.f : neg_inf;
-  } else if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Float32) {
-    const float* src = static_cast<const float*>(m.mask) + base;
-    for (int64_t c = lo; c < hi; ++c) out[c] = src[c];
-  } else if (m.mask_kind == ScalarKind::Bool) {
-    for (int64_t c = lo; c < hi; ++c) out[c] = m.bool_mask_allows(b, h, i, j0 + c) ? 0.f : neg_inf;
-  } else {
-    for (int64_t c = lo; c < hi; ++c) out[c] = m.additive(b, h, i, j0 + c);
+  if (m.mask_stride_j == 0) {
+    const float v = m.mask_kind == ScalarKind::Bool ? (m.bool_mask_allows(b, h, i, j0) ? 0.f : neg_inf)
+                                                    : m.additive(b, h, i, j0);
+    std::fill(out + lo, out + hi, v);
+    return;
+  }
+  if (m.mask_stride_j != 1) {
+    for (int64_t c = lo; c < hi; ++c)
+      out[c] = m.mask_kind == ScalarKind::Bool ? (m.bool_mask_allows(b, h, i, j0 + c) ? 0.f : neg_inf)
+                                               : m.additive(b, h, i, j0 + c);
+    return;
+  }
+  switch (m.mask_kind) {
+    case ScalarKind::Bool: {
+      const uint8_t* src = static_cast<const uint8_t*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) out[c] = src[c] ? 0.f : neg_inf;
+      break;
+    }
+    case ScalarKind::Float32: {
+      const float* src = static_cast<const float*>(m.mask) + base;
+      std::copy(src + lo, src + hi, out + lo);
+      break;
+    }
+    case ScalarKind::Float64: {
+      const double* src = static_cast<const double*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) out[c] = (float)src[c];
+      break;
+    }
+    case ScalarKind::BFloat16: {
+      const uint16_t* src = static_cast<const uint16_t*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) {
+        const uint32_t bits = (uint32_t)src[c] << 16;
+        std::memcpy(out + c, &bits, sizeof(float));
+      }
+      break;
+    }
+    case ScalarKind::Float16: {
+      const uint16_t* src = static_cast<const uint16_t*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) out[c] = half_bits_to_float_branchless(src[c]);
+      break;
+    }
   }
 }
 
