@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "../kernels/cpu/cpu_kernels.h"
+#include "../kernels/cpu/scratch_pool.h"
 #include "cuda_support.h"
 
 #ifndef MASKATTN_VERSION
@@ -51,6 +52,10 @@ PYBIND11_MODULE(_C, m) {
     for (auto item : cpu_info()) info[item.first] = item.second;
     return info;
   });
+  m.def("_cpu_scratch_bytes", []() { return maskattn::cpu::pooled_scratch_bytes(); },
+        "Bytes of CPU scratch kept in the pool between calls.");
+  m.def("_trim_cpu_scratch", []() { return maskattn::cpu::trim_scratch(); },
+        "Frees the pooled CPU scratch; returns the bytes freed.");
   m.def("_set_cpu_isa", [](const std::string& name) {
     const std::string error = maskattn::cpu::select_cpu_isa(name);
     if (!error.empty()) throw std::invalid_argument("maskattn: " + error);

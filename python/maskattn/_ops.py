@@ -28,6 +28,12 @@ def _masked_softmax_fake(scores, mask, scale, causal, align, align_offset, windo
     return torch.empty_like(scores, memory_format=torch.contiguous_format)
 
 
+@torch.library.register_fake("maskattn::masked_softmax_out")
+def _masked_softmax_out_fake(scores, mask, scale, causal, align, align_offset, window_left, window_right, k_lengths,
+                             key_mask, q_segments, k_segments, out):
+    return None
+
+
 @torch.library.register_fake("maskattn::masked_softmax_backward")
 def _masked_softmax_backward_fake(grad, probs, scale, causal, align, align_offset, window_left, window_right,
                                   k_lengths):
