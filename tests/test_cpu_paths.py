@@ -48,6 +48,25 @@ def test_attention_on_every_path(cpu_path, dtype):
         check_against_reference(q, k, v, f"{cpu_path} {dtype} {lq}x{lk} d={d}", **kw)
 
 
+def test_bf16_pair_layouts_on_avx2():
+    """The bf16 k-pair operand layouts (packing, bf16 q and probabilities, the scale on S) that the
+    AVX512-BF16 and AMX kernels read, run here by the AVX2 kernel that widens pairs in registers."""
+    before = ma.build_info()["cpu_isa"]
+    _C._set_cpu_isa("avx2")
+    _C._use_avx2_bf16_pairs(True)
+    try:
+        assert "pairs" in ma.build_info()["cpu_kernels"]["attention bfloat16 products"]
+        for b, h, hkv, lq, lk, d, dv, kw in [(2, 4, 2, 150, 150, 64, 64, {"causal": True}),
+                                             (2, 6, 2, 37, 211, 80, 48, {"k_lengths": torch.tensor([211, 90])}),
+                                             (1, 8, 1, 97, 97, 40, 24, {"mask": torch.rand(97, 97) > 0.4}),
+                                             (2, 2, 2, 70, 33, 128, 16, {"window": (20, 3)})]:
+            q, k, v = qkv(b, h, hkv, lq, lk, d, dv, "cpu", torch.bfloat16)
+            check_against_reference(q, k, v, f"pairs {lq}x{lk} d={d} dv={dv}", **kw)
+    finally:
+        _C._use_avx2_bf16_pairs(False)
+        _C._set_cpu_isa(before)
+
+
 @pytest.mark.parametrize("cpu_path", PATHS, indirect=True)
 def test_masked_softmax_on_every_path(cpu_path):
     x = torch.randn(2, 3, 37, 300) * 2
@@ -153,3 +172,26 @@ def test_scratch_reused_across_shapes_and_threads():
     assert not errors, errors
     for idx, got in results.values():
         assert all(torch.equal(a, b) for a, b in zip(got, serial[idx]))
+
+
+def test_wide_instructions_only_in_their_microkernels():
+    """Built for the x86-64-v3 baseline: AVX-512 and AMX instructions appear only in the functions of
+    the microkernels compiled for them (called after the run-time check), so any AVX2 CPU can load
+    and run the rest."""
+    import re
+    import shutil
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    out = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", _C.__file__], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    wide = re.compile(r"%zmm|%tmm|%k[1-7]\b|tdpbf16ps|vdpbf16ps|ldtilecfg")
+    function, offenders = None, set()
+    for line in out.stdout.splitlines():
+        if line.endswith(">:"):
+            function = line
+        elif wide.search(line) and not re.search(r"Avx512|avx512|amx", function or ""):
+            offenders.add(function)
+    assert not offenders, sorted(offenders)[:5]

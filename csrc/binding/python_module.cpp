@@ -56,6 +56,8 @@ PYBIND11_MODULE(_C, m) {
         "Bytes of CPU scratch kept in the pool between calls.");
   m.def("_trim_cpu_scratch", []() { return maskattn::cpu::trim_scratch(); },
         "Frees the pooled CPU scratch; returns the bytes freed.");
+  m.def("_use_avx2_bf16_pairs", [](bool on) { maskattn::cpu::use_avx2_bf16_pairs(on); },
+        "Tests: on the avx2 path, run bf16 attention through the k-pair operand layouts.");
   m.def("_set_cpu_isa", [](const std::string& name) {
     const std::string error = maskattn::cpu::select_cpu_isa(name);
     if (!error.empty()) throw std::invalid_argument("maskattn: " + error);

@@ -14,29 +14,37 @@ namespace maskattn {
 namespace cpu {
 namespace {
 
-struct Avx512Vec {
+struct Avx512F32 {
   using reg = __m512;
-  static constexpr int kLanes = 16, kRows = 6, kMaxVecs = 4;
+  using AElem = float;
+  using BElem = float;
+  using AVec = reg;
+  using BVec = reg;
+  static constexpr int kLanes = 16, kRows = 6, kMaxVecs = 4, kKStep = 1, kBStride = kLanes;
   static inline reg zero() { return _mm512_setzero_ps(); }
+  static inline reg splat(float x) { return _mm512_set1_ps(x); }
   static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
   static inline void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
-  static inline reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
-  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline BVec load_b(const float* p) { return _mm512_loadu_ps(p); }
+  static inline AVec broadcast_a(const float* p) { return _mm512_set1_ps(*p); }
+  static inline reg dot(AVec a, BVec b, reg acc) { return _mm512_fmadd_ps(a, b, acc); }
 };
 
 }  // namespace
 }  // namespace cpu
 }  // namespace maskattn
 
-#include "gemm_f32_body.h"
+#include "gemm_tile_body.h"
 
 namespace maskattn {
 namespace cpu {
 
 void gemm_f32_avx512(int64_t m, int64_t n, int64_t K, const GemmA& a, const float* b, int64_t ldb, float* c,
                      int64_t ldc, GemmInto into, const float* row_scale) {
-  gemm_f32_tile<Avx512Vec>(m, n, K, a, b, ldb, c, ldc, into, row_scale);
+  gemm_tile_blocked<Avx512F32>(m, n, K, a.p, a.row_stride, a.k_stride, b, ldb, c, ldc, into, row_scale, 1.f);
 }
 
 }  // namespace cpu
