@@ -167,6 +167,11 @@ struct MaskSpec {
     return mask_blocks[b * mask_blocks_stride_b + (i / kMaskBlock) * mask_blocks_stride_i +
                        (j / kMaskBlock) * mask_blocks_stride_j];
   }
+  // The state one block's flags stand for.
+  MA_HD static TileState mask_block_state(uint8_t flags) {
+    if (!(flags & kMaskBlockAny)) return TileState::Empty;
+    return (flags & kMaskBlockFull) ? TileState::Full : TileState::Partial;
+  }
 
   // Explicit-mask part of a tile of rows [i0, i1) and keys [j0, j1) (non-empty ranges), from the
   // blocks that cover it: Empty when none allows a pair, Full when all allow every pair with
@@ -184,8 +189,7 @@ struct MaskSpec {
         any |= f & kMaskBlockAny;
         all &= f;
       }
-    if (!any) return TileState::Empty;
-    return (all & kMaskBlockFull) ? TileState::Full : TileState::Partial;
+    return mask_block_state((uint8_t)(any | (all & kMaskBlockFull)));
   }
 
   // Keys of row i that may hold probability: key_range(b, i) less the key blocks at either end

@@ -17,7 +17,7 @@ TORCH_LIBRARY(maskattn, m) {
         "int? window_left, int? window_right, Tensor? k_lengths, Tensor? key_mask, Tensor? q_segments, "
         "Tensor? k_segments, Tensor(a!) out) -> ()");
   m.def("masked_softmax_backward(Tensor grad, Tensor probs, float scale, bool causal, str align, int align_offset, "
-        "int? window_left, int? window_right, Tensor? k_lengths) -> Tensor");
+        "int? window_left, int? window_right, Tensor? k_lengths, Tensor? mask=None) -> Tensor");
   m.def("masked_attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, str align, int align_offset, "
         "int? window_left, int? window_right, Tensor? q_lengths, Tensor? k_lengths, Tensor? key_mask, "
         "Tensor? q_segments, Tensor? k_segments, float scale, bool return_weights) -> (Tensor, Tensor, Tensor)");

@@ -88,7 +88,7 @@ void masked_softmax_out_op(const at::Tensor& scores, const OptTensor& mask, doub
 
 at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
                                       std::string_view align, int64_t align_offset, OptInt window_left,
-                                      OptInt window_right, const OptTensor& k_lengths) {
+                                      OptInt window_right, const OptTensor& k_lengths, const OptTensor& mask) {
   const char* op = "maskattn.masked_softmax_backward";
   TORCH_CHECK(grad.sizes() == probs.sizes(), op, ": grad shape ", grad.sizes(), " must equal probs shape ",
               probs.sizes());
@@ -112,8 +112,9 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
   const int64_t batch = d >= 3 ? probs.size(0) : 1;
   p.heads = d == 4 ? probs.size(1) : 1;
   p.q_len = probs.size(d - 2);
-  const MaskArgs args = make_mask_args(std::nullopt, causal, align, align_offset, window_left, window_right,
-                                       std::nullopt, k_lengths, std::nullopt, std::nullopt, std::nullopt);
+  // the forward's explicit mask, if any, only narrows the keys read (its summary)
+  const MaskArgs args = make_mask_args(mask, causal, align, align_offset, window_left, window_right, std::nullopt,
+                                       k_lengths, std::nullopt, std::nullopt, std::nullopt);
   PreparedMask pm = prepare_mask(op, args, batch, p.heads, p.q_len, p.k_len, probs.sizes(), probs.device());
   p.mask = pm.spec;
   run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },

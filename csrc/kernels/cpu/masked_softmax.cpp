@@ -21,7 +21,10 @@ void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRa
   const float neg_inf = -__builtin_inff();
   const bool explicit_only = m.key_mask == nullptr && !m.has_segments();
   auto block_end = [&](int64_t j) { return std::min((j / kMaskBlock + 1) * kMaskBlock, range.end); };
-  auto state_at = [&](int64_t j) { return m.classify_explicit(b, i, i + 1, j, block_end(j)); };
+  // one row lies in one block row: each key block's state is its own flags
+  auto state_at = [&](int64_t j) {
+    return m.mask_blocks ? MaskSpec::mask_block_state(m.mask_block_flags(b, i, j)) : m.classify_explicit(b, i, i + 1, j, j + 1);
+  };
   thread_local std::vector<float> bias;
   for (int64_t j = range.begin; j < range.end;) {
     const TileState state = state_at(j);
@@ -127,7 +130,7 @@ void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
     for (int64_t r = 0; r < p.rows; ++r) {
       const int64_t off = r * n;
       // only the band can hold non-zero probabilities: read it, write zeros around it
-      const KeyRange range = p.mask.key_range(r / (p.heads * p.q_len), r % p.q_len);
+      const KeyRange range = p.mask.live_key_range(r / (p.heads * p.q_len), r % p.q_len);
       const int64_t lo = range.begin, len = range.end - range.begin;
       if (p.dtype == ScalarKind::Float64) {
         const double* gd = static_cast<const double*>(p.grad) + off;
