@@ -11,24 +11,18 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,fma")
 
+#include "gemm_avx512_accumulators.h"
+
 namespace maskattn {
 namespace cpu {
 namespace {
 
-struct Avx512Bf16Pairs {
-  using reg = __m512;
+struct Avx512Bf16Pairs : Avx512Accumulators {
   using AElem = uint16_t;
   using BElem = uint16_t;
   using AVec = __m512bh;
   using BVec = __m512bh;
-  static constexpr int kLanes = 16, kRows = 6, kMaxVecs = 4, kKStep = 2, kBStride = 2 * kLanes;
-  static inline reg zero() { return _mm512_setzero_ps(); }
-  static inline reg splat(float x) { return _mm512_set1_ps(x); }
-  static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
-  static inline void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
-  static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static constexpr int kKStep = 2, kBStride = 2 * kLanes;
   // 16 columns x (k, k + 1), 64 bytes
   static inline BVec load_b(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
   static inline AVec broadcast_a(const uint16_t* p) {

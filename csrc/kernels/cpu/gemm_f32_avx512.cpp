@@ -10,24 +10,18 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma")
 
+#include "gemm_avx512_accumulators.h"
+
 namespace maskattn {
 namespace cpu {
 namespace {
 
-struct Avx512F32 {
-  using reg = __m512;
+struct Avx512F32 : Avx512Accumulators {
   using AElem = float;
   using BElem = float;
   using AVec = reg;
   using BVec = reg;
-  static constexpr int kLanes = 16, kRows = 6, kMaxVecs = 4, kKStep = 1, kBStride = kLanes;
-  static inline reg zero() { return _mm512_setzero_ps(); }
-  static inline reg splat(float x) { return _mm512_set1_ps(x); }
-  static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
-  static inline void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
-  static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  static inline reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static constexpr int kKStep = 1, kBStride = kLanes;
   static inline BVec load_b(const float* p) { return _mm512_loadu_ps(p); }
   static inline AVec broadcast_a(const float* p) { return _mm512_set1_ps(*p); }
   static inline reg dot(AVec a, BVec b, reg acc) { return _mm512_fmadd_ps(a, b, acc); }
