@@ -5,7 +5,7 @@ and CUDA kernels. Boolean masks: True = may attend. Causal alignment is always n
 """
 import torch
 
-from . import _C, nn
+from . import _C, distributed, nn
 from .attention import masked_attention
 from .masks import attention_mask, causal_mask, padding_mask, padding_mask_from_ids, random_token_mask
 from .segments import segments_from_lengths, segments_from_position_ids
