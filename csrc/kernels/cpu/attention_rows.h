@@ -11,6 +11,24 @@ namespace cpu {
 
 typedef uint16_t u16x8 __attribute__((vector_size(16)));
 
+// IEEE half bits -> float without branches, so a row converts in vector registers: the exponent
+// and mantissa moved into place and scaled by 2^112 (exact for normal and subnormal halves, unless
+// the thread flushes denormal inputs: torch.set_flush_denormal), inf and NaN given the float
+// exponent, then the sign.
+inline float half_bits_to_float_branchless(uint16_t h) {
+  const uint32_t magnitude = (uint32_t)(h & 0x7fffu) << 13;
+  float scaled, special;
+  const uint32_t special_bits = magnitude | 0x7f800000u;
+  std::memcpy(&scaled, &magnitude, sizeof(float));
+  std::memcpy(&special, &special_bits, sizeof(float));
+  float f = (h & 0x7c00u) == 0x7c00u ? special : scaled * 0x1p112f;
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  bits |= (uint32_t)(h & 0x8000u) << 16;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
 inline float load_element(ScalarKind kind, const void* base, int64_t offset) {
   switch (kind) {
     case ScalarKind::Float16: return half_bits_to_float(static_cast<const uint16_t*>(base)[offset]);
@@ -34,6 +52,9 @@ inline void load_row_f32(ScalarKind kind, const void* base, int64_t offset, int6
   if (kind == ScalarKind::Float32) {
     const float* src = static_cast<const float*>(base) + offset;
     for (; c + kLanes <= n; c += kLanes) store16(dst + c, load16(src + c) * mul);
+  } else if (kind == ScalarKind::Float16) {
+    const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
+    for (; c < n; ++c) dst[c] = half_bits_to_float_branchless(src[c]) * mul;  // vectorises
   } else if (kind == ScalarKind::BFloat16) {
     // bf16 is the top half of a float: widen and shift, 16 lanes at a time
     const uint16_t* src = static_cast<const uint16_t*>(base) + offset;

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "../../mask_spec.h"
+#include "attention_rows.h"
 #include "vec16.h"
 
 namespace maskattn {
@@ -17,23 +18,6 @@ namespace cpu {
 
 inline float key_mask_bias(const MaskSpec& m, int64_t b, int64_t j) {
   return m.key_allowed(b, j) ? 0.f : -std::numeric_limits<float>::infinity();
-}
-
-// IEEE half bits -> float without branches, so a row converts in vector registers: the exponent
-// and mantissa moved into place and scaled by 2^112 (exact for normal and subnormal halves), inf
-// and NaN given the float exponent, then the sign.
-inline float half_bits_to_float_branchless(uint16_t h) {
-  const uint32_t magnitude = (uint32_t)(h & 0x7fffu) << 13;
-  float scaled, special;
-  const uint32_t special_bits = magnitude | 0x7f800000u;
-  std::memcpy(&scaled, &magnitude, sizeof(float));
-  std::memcpy(&special, &special_bits, sizeof(float));
-  float f = (h & 0x7c00u) == 0x7c00u ? special : scaled * 0x1p112f;
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
-  bits |= (uint32_t)(h & 0x8000u) << 16;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
 }
 
 // Explicit mask of row i over keys j0 + [lo, hi) as a bias: 0 / -inf (bool) or the additive
