@@ -2,9 +2,10 @@
 
 MASKATTN_CUDA=0/1 overrides the CUDA decision, TORCH_CUDA_ARCH_LIST picks the GPU
 architectures (default: the visible GPUs', or 8.0;9.0+PTX on a build host without one),
-MASKATTN_CPU_ARCH sets the -march of the CPU kernels (default: native, since the package is
-built on the machine that runs it), MASKATTN_SANITIZE=1 builds the CPU code with AddressSanitizer
-and UBSan (.ci/sanitize). Nothing is downloaded.
+MASKATTN_CPU_ARCH sets the -march of the CPU kernels (default: x86-64-v3, i.e. AVX2 + FMA + F16C,
+so a wheel runs on any such x86-64 CPU; AVX-512, AVX512-BF16 and AMX microkernels are compiled
+with target attributes and chosen at run time), MASKATTN_SANITIZE=1 builds the CPU code with
+AddressSanitizer and UBSan (.ci/sanitize). Nothing is downloaded.
 """
 import glob
 import os
@@ -64,10 +65,10 @@ def rel(paths):
 
 def main():
     with_cuda, reason = cuda_decision()
-    cpu_arch = os.environ.get("MASKATTN_CPU_ARCH", "native")
+    cpu_arch = os.environ.get("MASKATTN_CPU_ARCH", "x86-64-v3")
     cxx_flags = ["-O3", "-fopenmp", "-DMASKATTN_VERSION=\"%s\"" % VERSION]
     if cpu_arch:
-        cxx_flags.append("-march=%s" % cpu_arch)
+        cxx_flags += ["-march=%s" % cpu_arch, "-DMASKATTN_CPU_ARCH=\"%s\"" % cpu_arch]
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo",
                   "-DMASKATTN_VERSION=\"%s\"" % VERSION]
     link_flags = ["-fopenmp"]

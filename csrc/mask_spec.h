@@ -37,6 +37,14 @@ struct SegmentBounds {
   int64_t min, max;
 };
 
+// An explicit mask is summarised per block of kMaskBlock rows x kMaskBlock keys of its own
+// (non-broadcast) dims, once per call, combined over heads: a tile whose covering blocks allow
+// nothing is skipped, and one whose blocks allow everything with additive 0 needs no mask work.
+// As with segment chunks, tiles need not align with blocks.
+constexpr int64_t kMaskBlock = 16;
+constexpr uint8_t kMaskBlockAny = 1;   // some element allowed (bool True, additive > -inf)
+constexpr uint8_t kMaskBlockFull = 2;  // every element allowed, additive value 0
+
 struct MaskSpec {
   int64_t batch = 1, heads = 1, q_len = 0, k_len = 0;
   bool bottom_right = false;
@@ -58,6 +66,10 @@ struct MaskSpec {
   const void* mask = nullptr;  // explicit mask, broadcast through zero strides
   ScalarKind mask_kind = ScalarKind::Bool;
   int64_t mask_stride_b = 0, mask_stride_h = 0, mask_stride_i = 0, mask_stride_j = 0;
+  // Block summary of `mask` (or null: every tile Partial): flags of row block ib and key block jb
+  // at mask_blocks[b * stride_b + ib * stride_i + jb * stride_j] (stride 0 on broadcast dims).
+  const uint8_t* mask_blocks = nullptr;
+  int64_t mask_blocks_stride_b = 0, mask_blocks_stride_i = 0, mask_blocks_stride_j = 0;
 
   MA_HD int64_t q_len_of(int64_t b) const { return q_lengths ? q_lengths[b] : q_len; }
   MA_HD int64_t k_len_of(int64_t b) const { return k_lengths ? k_lengths[b] : k_len; }
@@ -157,6 +169,52 @@ struct MaskSpec {
     return additive(b, h, i, j);
   }
 
+  // Summary flags of the mask block holding (i, j) (mask_blocks must be set).
+  MA_HD uint8_t mask_block_flags(int64_t b, int64_t i, int64_t j) const {
+    return mask_blocks[b * mask_blocks_stride_b + (i / kMaskBlock) * mask_blocks_stride_i +
+                       (j / kMaskBlock) * mask_blocks_stride_j];
+  }
+  // The state one block's flags stand for.
+  MA_HD static TileState mask_block_state(uint8_t flags) {
+    if (!(flags & kMaskBlockAny)) return TileState::Empty;
+    return (flags & kMaskBlockFull) ? TileState::Full : TileState::Partial;
+  }
+
+  // Explicit-mask part of a tile of rows [i0, i1) and keys [j0, j1) (non-empty ranges), from the
+  // blocks that cover it: Empty when none allows a pair, Full when all allow every pair with
+  // additive 0, Partial otherwise (and always without a summary). Full without a mask.
+  MA_HD TileState classify_explicit(int64_t b, int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
+    if (mask == nullptr) return TileState::Full;
+    if (mask_blocks == nullptr) return TileState::Partial;
+    // a broadcast dim has one block: step over it once
+    const int64_t i_last = mask_blocks_stride_i == 0 ? i0 : i1 - 1;
+    const int64_t j_last = mask_blocks_stride_j == 0 ? j0 : j1 - 1;
+    uint8_t any = 0, all = kMaskBlockFull;
+    for (int64_t i = i0; i <= i_last; i = (i / kMaskBlock + 1) * kMaskBlock)
+      for (int64_t j = j0; j <= j_last; j = (j / kMaskBlock + 1) * kMaskBlock) {
+        const uint8_t f = mask_block_flags(b, i, j);
+        any |= f & kMaskBlockAny;
+        all &= f;
+      }
+    return mask_block_state((uint8_t)(any | (all & kMaskBlockFull)));
+  }
+
+  // Keys of row i that may hold probability: key_range(b, i) less the key blocks at either end
+  // that the explicit mask's summary shows wholly masked for this row.
+  MA_HD KeyRange live_key_range(int64_t b, int64_t i) const {
+    KeyRange r = key_range(b, i);
+    if (mask_blocks == nullptr) return r;
+    while (r.begin < r.end && !(mask_block_flags(b, i, r.begin) & kMaskBlockAny)) {
+      const int64_t edge = (r.begin / kMaskBlock + 1) * kMaskBlock;
+      r.begin = edge < r.end ? edge : r.end;
+    }
+    while (r.end > r.begin && !(mask_block_flags(b, i, r.end - 1) & kMaskBlockAny)) {
+      const int64_t edge = (r.end - 1) / kMaskBlock * kMaskBlock;
+      r.end = edge > r.begin ? edge : r.begin;
+    }
+    return r;
+  }
+
   // Tile of rows [i0, i1) and keys [j0, j1): Empty (skip it), Full (every pair allowed, no
   // additive term: no mask arithmetic needed) or Partial (evaluate the predicate). Conservative:
   // Partial is always a correct answer. Relies on key_range bounds being monotone in i.
@@ -173,10 +231,12 @@ struct MaskSpec {
     const TileState segments_state =
         has_segments() ? classify_segments(b, i0, last_row + 1, j0, last_key + 1) : TileState::Full;
     if (segments_state == TileState::Empty) return TileState::Empty;
+    const TileState explicit_state = classify_explicit(b, i0, last_row + 1, j0, last_key + 1);
+    if (explicit_state == TileState::Empty) return TileState::Empty;
     const bool rows_complete = i1 <= ql, keys_complete = j1 <= kl;
     const bool left_ok = window_left < 0 || p_last - window_left <= j0;
     const bool right_ok = window_right < 0 || p_first + window_right >= j1 - 1;
-    const bool no_other_elementwise = key_mask == nullptr && mask == nullptr;
+    const bool no_other_elementwise = key_mask == nullptr && explicit_state == TileState::Full;
     if (rows_complete && keys_complete && left_ok && right_ok && no_other_elementwise &&
         segments_state == TileState::Full)
       return TileState::Full;

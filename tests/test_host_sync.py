@@ -9,10 +9,6 @@ import maskattn as ma
 # ops that bring a tensor's value to Python or C++ host code
 HOST_READS = {"aten::item", "aten::_local_scalar_dense", "aten::aminmax", "aten::tolist"}
 
-LENGTHS_SYNC = pytest.mark.xfail(
-    strict=True, reason="checked_lengths (csrc/binding/mask_args.cpp) validates lengths with aminmax().item(); "
-                        "it is being rewritten to read host lengths directly on CPU")
-
 
 def host_reads(fn):
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -69,13 +65,11 @@ def test_backward_without_lengths_reads_nothing_back():
     assert host_reads(_attention_backward(causal=True, key_mask=KEY_MASK)) == []
 
 
-@LENGTHS_SYNC
 @pytest.mark.parametrize("name", sorted(WITH_LENGTHS))
 def test_ops_with_lengths_read_nothing_back(name):
     assert host_reads(WITH_LENGTHS[name]) == []
 
 
-@LENGTHS_SYNC
 @pytest.mark.parametrize("op", ["masked_softmax", "masked_attention"])
 def test_backward_with_lengths_reads_nothing_back(op):
     backward = _softmax_backward(k_lengths=LENGTHS) if op == "masked_softmax" else _attention_backward(

@@ -2,6 +2,7 @@
 #pragma once
 #include <c10/core/DeviceGuard.h>
 
+#include "../kernels/cpu/cpu_isa.h"
 #include "cuda_support.h"
 
 namespace maskattn {
@@ -9,6 +10,8 @@ namespace maskattn {
 template <typename CpuFn, typename CudaFn>
 void run_on_device(const char* op, const c10::Device& device, CpuFn&& cpu, CudaFn&& cuda) {
   if (device.is_cpu()) {
+    const std::string isa_error = cpu::cpu_isa_env_error();
+    TORCH_CHECK(isa_error.empty(), op, ": ", isa_error);
     cpu();
     return;
   }

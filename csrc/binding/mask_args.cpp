@@ -158,6 +158,7 @@ PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, i
     s.mask_stride_h = heads == 1 ? 0 : e.stride(1);
     s.mask_stride_i = q_len == 1 ? 0 : e.stride(2);
     s.mask_stride_j = k_len == 1 ? 0 : e.stride(3);
+    attach_mask_summary(op, device, out);
   }
   return out;
 }

@@ -45,6 +45,10 @@ PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, i
                           int64_t q_len, int64_t k_len, at::IntArrayRef mask_shape,
                           const at::Device& device);
 
+// Summarises the spec's explicit mask per block (MaskSpec::mask_blocks) on `device`; the summary
+// is kept alive in `out`. Called by prepare_mask.
+void attach_mask_summary(const char* op, const at::Device& device, PreparedMask& out);
+
 ScalarKind scalar_kind_of(const at::ScalarType& t, const char* op, const char* arg);
 
 }  // namespace maskattn

@@ -30,9 +30,15 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
                              const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
                              const OptTensor& k_segments);
 
+// masked_softmax into `out` (contiguous, scores' shape and dtype); out may be scores (in place).
+void masked_softmax_out_op(const at::Tensor& scores, const OptTensor& mask, double scale, bool causal,
+                           std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
+                           const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
+                           const OptTensor& k_segments, at::Tensor& out);
+
 at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
                                       std::string_view align, int64_t align_offset, OptInt window_left,
-                                      OptInt window_right, const OptTensor& k_lengths);
+                                      OptInt window_right, const OptTensor& k_lengths, const OptTensor& mask);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const OptTensor& mask, bool causal,

@@ -1,6 +1,11 @@
-// The _C Python module: importing it loads the op library; build_info() says what was compiled.
+// The _C Python module: importing it loads the op library; build_info() says what was compiled
+// and which CPU paths run; _set_cpu_isa() switches the CPU path (tests, benchmarks).
 #include <pybind11/pybind11.h>
 
+#include <stdexcept>
+
+#include "../kernels/cpu/cpu_kernels.h"
+#include "../kernels/cpu/scratch_pool.h"
 #include "cuda_support.h"
 
 #ifndef MASKATTN_VERSION
@@ -9,8 +14,29 @@
 #ifndef MASKATTN_CUDA_ARCHS
 #define MASKATTN_CUDA_ARCHS ""
 #endif
+#ifndef MASKATTN_CPU_ARCH
+#define MASKATTN_CPU_ARCH ""
+#endif
 
 namespace py = pybind11;
+
+// The selected CPU path, the paths this CPU supports and the instructions each kernel runs.
+static py::dict cpu_info() {
+  using namespace maskattn::cpu;
+  py::dict info;
+  info["cpu_isa"] = cpu_isa_name(selected_cpu_isa());
+  info["cpu_isa_best"] = cpu_isa_name(best_cpu_isa());
+  py::list supported;
+  for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512, CpuIsa::Avx512Bf16, CpuIsa::Amx})
+    if (cpu_supports(isa)) supported.append(cpu_isa_name(isa));
+  info["cpu_isa_supported"] = supported;
+  py::dict kernels;
+  for (const KernelPath& k : cpu_kernel_paths()) kernels[py::str(k.kernel)] = k.instructions;
+  info["cpu_kernels"] = kernels;
+  const std::string env_error = cpu_isa_env_error();
+  if (!env_error.empty()) info["cpu_isa_error"] = env_error;
+  return info;
+}
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "maskattn compiled kernels (ops are registered under torch.ops.maskattn)";
@@ -22,10 +48,22 @@ PYBIND11_MODULE(_C, m) {
     if (maskattn::built_with_cuda()) backends.append("cuda");
     info["backends"] = backends;
     info["cuda_archs"] = maskattn::built_with_cuda() ? MASKATTN_CUDA_ARCHS : "";
+    info["cpu_arch"] = MASKATTN_CPU_ARCH;
+    for (auto item : cpu_info()) info[item.first] = item.second;
     return info;
   });
   m.def("cuda_attention_path", &maskattn::cuda_attention_path, py::arg("dtype"), py::arg("head_dim"),
         py::arg("v_head_dim"), py::arg("device") = -1,
         "Which CUDA attention kernels run for this dtype and these head sizes: 'tensor_cores' or 'simt' "
         "(float32 math, slower). Rows 16-byte aligned (contiguous q/k/v); device -1 is the current one.");
+  m.def("_cpu_scratch_bytes", []() { return maskattn::cpu::pooled_scratch_bytes(); },
+        "Bytes of CPU scratch kept in the pool between calls.");
+  m.def("_trim_cpu_scratch", []() { return maskattn::cpu::trim_scratch(); },
+        "Frees the pooled CPU scratch; returns the bytes freed.");
+  m.def("_use_avx2_bf16_pairs", [](bool on) { maskattn::cpu::use_avx2_bf16_pairs(on); },
+        "Tests: on the avx2 path, run bf16 attention through the k-pair operand layouts.");
+  m.def("_set_cpu_isa", [](const std::string& name) {
+    const std::string error = maskattn::cpu::select_cpu_isa(name);
+    if (!error.empty()) throw std::invalid_argument("maskattn: " + error);
+  }, "Selects the CPU path (avx2, avx512, avx512bf16, amx); refuses one this CPU lacks.");
 }

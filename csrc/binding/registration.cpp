@@ -13,8 +13,11 @@ TORCH_LIBRARY(maskattn, m) {
   m.def("masked_softmax(Tensor scores, Tensor? mask, float scale, bool causal, str align, int align_offset, "
         "int? window_left, int? window_right, Tensor? k_lengths, Tensor? key_mask, Tensor? q_segments, "
         "Tensor? k_segments) -> Tensor");
+  m.def("masked_softmax_out(Tensor scores, Tensor? mask, float scale, bool causal, str align, int align_offset, "
+        "int? window_left, int? window_right, Tensor? k_lengths, Tensor? key_mask, Tensor? q_segments, "
+        "Tensor? k_segments, Tensor(a!) out) -> ()");
   m.def("masked_softmax_backward(Tensor grad, Tensor probs, float scale, bool causal, str align, int align_offset, "
-        "int? window_left, int? window_right, Tensor? k_lengths) -> Tensor");
+        "int? window_left, int? window_right, Tensor? k_lengths, Tensor? mask=None) -> Tensor");
   m.def("masked_attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, str align, int align_offset, "
         "int? window_left, int? window_right, Tensor? q_lengths, Tensor? k_lengths, Tensor? key_mask, "
         "Tensor? q_segments, Tensor? k_segments, float scale, bool return_weights) -> (Tensor, Tensor, Tensor)");
@@ -30,6 +33,7 @@ TORCH_LIBRARY_IMPL(maskattn, CPU, m) {
   m.impl("padding_mask_from_ids", &maskattn::padding_mask_from_ids_op);
   m.impl("random_token_mask", &maskattn::random_token_mask_op);
   m.impl("masked_softmax", &maskattn::masked_softmax_op);
+  m.impl("masked_softmax_out", &maskattn::masked_softmax_out_op);
   m.impl("masked_softmax_backward", &maskattn::masked_softmax_backward_op);
   m.impl("masked_attention", &maskattn::masked_attention_op);
   m.impl("masked_attention_backward", &maskattn::masked_attention_backward_op);
@@ -39,6 +43,7 @@ TORCH_LIBRARY_IMPL(maskattn, CUDA, m) {
   m.impl("padding_mask_from_ids", &maskattn::padding_mask_from_ids_op);
   m.impl("random_token_mask", &maskattn::random_token_mask_op);
   m.impl("masked_softmax", &maskattn::masked_softmax_op);
+  m.impl("masked_softmax_out", &maskattn::masked_softmax_out_op);
   m.impl("masked_softmax_backward", &maskattn::masked_softmax_backward_op);
   m.impl("masked_attention", &maskattn::masked_attention_op);
   m.impl("masked_attention_backward", &maskattn::masked_attention_backward_op);

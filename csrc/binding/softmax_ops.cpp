@@ -1,4 +1,5 @@
 // Fused masked softmax ops: argument checks, allocation, kernel call.
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
@@ -17,11 +18,12 @@ static ScalarKind float_kind(const at::Tensor& t, const char* op, const char* ar
   return k;
 }
 
-at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, double scale, bool causal,
-                             std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
-                             const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
-                             const OptTensor& k_segments) {
-  const char* op = "maskattn.masked_softmax";
+// Runs the forward of `op` from scores into probs (contiguous, scores' shape and dtype; probs may
+// be scores itself on CPU, where each row is read before it is written).
+static void masked_softmax_into(const char* op, const at::Tensor& scores, const OptTensor& mask, double scale,
+                                bool causal, std::string_view align, int64_t align_offset, OptInt window_left,
+                                OptInt window_right, const OptTensor& k_lengths, const OptTensor& key_mask,
+                                const OptTensor& q_segments, const OptTensor& k_segments, const at::Tensor& probs) {
   TORCH_CHECK(scores.dim() >= 2 && scores.dim() <= 4, op,
               ": scores must have shape (Lq, Lk), (B, Lq, Lk) or (B, H, Lq, Lk), got ", scores.sizes());
   const ScalarKind kind = float_kind(scores, op, "scores");
@@ -32,10 +34,9 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
   const MaskArgs args = make_mask_args(mask, causal, align, align_offset, window_left, window_right, std::nullopt,
                                        k_lengths, key_mask, q_segments, k_segments);
   PreparedMask pm = prepare_mask(op, args, batch, heads, q_len, k_len, scores.sizes(), scores.device());
+  if (probs.numel() == 0) return;
   // rows may be strided, keys must be contiguous for vector loads
   const at::Tensor x = scores.stride(-1) == 1 ? scores : scores.contiguous();
-  at::Tensor probs = at::empty(scores.sizes(), scores.options().memory_format(at::MemoryFormat::Contiguous));
-  if (probs.numel() == 0) return probs;
   MaskedSoftmaxParams p;
   p.dtype = kind;
   p.scores = x.data_ptr();
@@ -51,12 +52,43 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
   p.mask = pm.spec;
   run_on_device(op, scores.device(), [&] { masked_softmax_fwd_cpu(p); },
                 [&](void* stream) { masked_softmax_fwd_cuda(p, stream); });
+}
+
+at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, double scale, bool causal,
+                             std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
+                             const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
+                             const OptTensor& k_segments) {
+  at::Tensor probs = at::empty(scores.sizes(), scores.options().memory_format(at::MemoryFormat::Contiguous));
+  masked_softmax_into("maskattn.masked_softmax", scores, mask, scale, causal, align, align_offset, window_left,
+                      window_right, k_lengths, key_mask, q_segments, k_segments, probs);
   return probs;
+}
+
+void masked_softmax_out_op(const at::Tensor& scores, const OptTensor& mask, double scale, bool causal,
+                           std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
+                           const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
+                           const OptTensor& k_segments, at::Tensor& out) {
+  const char* op = "maskattn.masked_softmax(out=)";
+  TORCH_CHECK(out.sizes() == scores.sizes() && out.scalar_type() == scores.scalar_type() &&
+                  out.device() == scores.device(),
+              op, ": out must have scores' shape ", scores.sizes(), ", dtype ", scores.scalar_type(), " and device ",
+              scores.device(), ", got ", out.sizes(), " ", out.scalar_type(), " on ", out.device());
+  TORCH_CHECK(out.is_contiguous(), op, ": out must be contiguous");
+  const bool in_place = out.is_same(scores) || (out.data_ptr() == scores.data_ptr() && scores.is_contiguous());
+  if (!in_place) at::assert_no_overlap(out, scores);
+  if (in_place && !scores.is_cpu()) {
+    // the CUDA kernels may read a row after writing part of it: go through a fresh buffer
+    out.copy_(masked_softmax_op(scores, mask, scale, causal, align, align_offset, window_left, window_right,
+                                k_lengths, key_mask, q_segments, k_segments));
+    return;
+  }
+  masked_softmax_into(op, scores, mask, scale, causal, align, align_offset, window_left, window_right, k_lengths,
+                      key_mask, q_segments, k_segments, out);
 }
 
 at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
                                       std::string_view align, int64_t align_offset, OptInt window_left,
-                                      OptInt window_right, const OptTensor& k_lengths) {
+                                      OptInt window_right, const OptTensor& k_lengths, const OptTensor& mask) {
   const char* op = "maskattn.masked_softmax_backward";
   TORCH_CHECK(grad.sizes() == probs.sizes(), op, ": grad shape ", grad.sizes(), " must equal probs shape ",
               probs.sizes());
@@ -80,8 +112,9 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
   const int64_t batch = d >= 3 ? probs.size(0) : 1;
   p.heads = d == 4 ? probs.size(1) : 1;
   p.q_len = probs.size(d - 2);
-  const MaskArgs args = make_mask_args(std::nullopt, causal, align, align_offset, window_left, window_right,
-                                       std::nullopt, k_lengths, std::nullopt, std::nullopt, std::nullopt);
+  // the forward's explicit mask, if any, only narrows the keys read (its summary)
+  const MaskArgs args = make_mask_args(mask, causal, align, align_offset, window_left, window_right, std::nullopt,
+                                       k_lengths, std::nullopt, std::nullopt, std::nullopt);
   PreparedMask pm = prepare_mask(op, args, batch, p.heads, p.q_len, p.k_len, probs.sizes(), probs.device());
   p.mask = pm.spec;
   run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },

@@ -33,7 +33,8 @@ struct AttentionFwdParams {
 // (batch, heads, q_len, k_len) in dtype, or null (gradient flowing into the weights).
 // dq (batch, heads, q_len, head_dim), dk (batch, kv_heads, k_len, head_dim),
 // dv (batch, kv_heads, k_len, v_head_dim): contiguous, written (not accumulated) by the kernel.
-// workspace_f32: zero-filled float32 scratch of attention_bwd_workspace_floats(p) elements.
+// workspace_f32: zero-filled float32 scratch of attention_bwd_workspace_floats(p) elements; the CPU
+// kernel also accepts null and then uses its own pooled scratch (no fresh pages per call).
 struct AttentionBwdParams {
   AttentionFwdParams fwd;  // inputs, shapes, strides, scale, mask; fwd.out = out, fwd.lse = lse
   const void* dout = nullptr;

@@ -21,8 +21,9 @@ struct MaskedSoftmaxParams {
 
 // grad_scores = scale * probs * (grad - sum(grad * probs)) row by row; all three contiguous,
 // rows x k_len, row r = ((b * heads + h) * q_len + i). Masked entries have probs == 0, so they get
-// zero gradient whatever the kernel does; `mask` (the band: causal, window, k_lengths) only lets
-// a kernel skip reading keys outside key_range(b, i).
+// zero gradient whatever the kernel does; `mask` (the band: causal, window, k_lengths, and the
+// forward's explicit mask with its block summary) only lets a kernel skip reading keys outside
+// live_key_range(b, i).
 struct MaskedSoftmaxBwdParams {
   ScalarKind dtype = ScalarKind::Float32;
   const void* grad = nullptr;

@@ -9,7 +9,7 @@ from . import _C, distributed, nn
 from .attention import masked_attention
 from .masks import attention_mask, causal_mask, padding_mask, padding_mask_from_ids, random_token_mask
 from .segments import segments_from_lengths, segments_from_position_ids
-from .softmax import masked_softmax
+from .softmax import masked_softmax, masked_softmax_
 
 __version__ = _C.build_info()["version"]
 
@@ -24,6 +24,7 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "attention_mask", "build_info", "causal_mask", "masked_attention", "masked_softmax", "padding_mask",
+    "attention_mask", "build_info", "causal_mask", "masked_attention", "masked_softmax", "masked_softmax_",
+    "padding_mask",
     "nn", "padding_mask_from_ids", "random_token_mask", "segments_from_lengths", "segments_from_position_ids",
 ]

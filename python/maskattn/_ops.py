@@ -29,9 +29,15 @@ def _masked_softmax_fake(scores, mask, scale, causal, align, align_offset, windo
     return torch.empty_like(scores, memory_format=torch.contiguous_format)
 
 
+@torch.library.register_fake("maskattn::masked_softmax_out")
+def _masked_softmax_out_fake(scores, mask, scale, causal, align, align_offset, window_left, window_right, k_lengths,
+                             key_mask, q_segments, k_segments, out):
+    return None
+
+
 @torch.library.register_fake("maskattn::masked_softmax_backward")
 def _masked_softmax_backward_fake(grad, probs, scale, causal, align, align_offset, window_left, window_right,
-                                  k_lengths):
+                                  k_lengths, mask=None):
     return torch.empty_like(probs, memory_format=torch.contiguous_format)
 
 
@@ -55,20 +61,21 @@ def _masked_attention_backward_fake(dout, dlse, dweights, q, k, v, out, lse, mas
 
 
 def _softmax_setup(ctx, inputs, output):
-    (_scores, _mask, scale, causal, align, align_offset, window_left, window_right, k_lengths, _key_mask, _q_seg,
+    (_scores, mask, scale, causal, align, align_offset, window_left, window_right, k_lengths, _key_mask, _q_seg,
      _k_seg) = inputs
-    # the band (causal, window, k_lengths) lets the backward skip keys whose probability is 0
+    # the band (causal, window, k_lengths) and the explicit mask's blocks let the backward skip keys
+    # whose probability is 0
     ctx.band = (scale, causal, align, align_offset, window_left, window_right)
-    ctx.save_for_backward(output, k_lengths)
+    ctx.save_for_backward(output, k_lengths, mask)
 
 
 def _softmax_backward(ctx, grad):
-    probs, k_lengths = ctx.saved_tensors
+    probs, k_lengths, mask = ctx.saved_tensors
     scale, causal, align, align_offset, window_left, window_right = ctx.band
     if torch.is_grad_enabled():  # create_graph: a backward that can itself be differentiated
         return (_grads.softmax_backward(grad, probs, scale),) + (None,) * 11
     grad_scores = ops.masked_softmax_backward(grad.to(probs.dtype), probs, scale, causal, align, align_offset,
-                                              window_left, window_right, k_lengths)
+                                              window_left, window_right, k_lengths, mask)
     return (grad_scores,) + (None,) * 11
 
 

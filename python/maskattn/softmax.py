@@ -10,7 +10,7 @@ from ._ops import ops
 def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *, scale: float = 1.0,
                    causal: bool = False, align: str = "top_left", window=None,
                    k_lengths: Optional[torch.Tensor] = None, key_mask: Optional[torch.Tensor] = None,
-                   segments=None) -> torch.Tensor:
+                   segments=None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``softmax(scale * scores + mask)`` over the last dim in one pass, fp32 math inside.
 
     ``scores`` is ``(Lq, Lk)``, ``(B, Lq, Lk)`` or ``(B, H, Lq, Lk)``; the result has its shape and
@@ -23,6 +23,10 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     NaN; a NaN score makes its row NaN, as in torch. ``scale`` must be finite. ``k_lengths`` and
     ``key_mask`` may be given as lists. Differentiable in ``scores``, twice: double backward
     (``create_graph=True``) runs the backward as differentiable torch ops.
+
+    ``out`` (contiguous, ``scores``' shape, dtype and device) receives the result instead of a new
+    tensor, so a caller can reuse one ``L x L`` buffer; it may be ``scores`` itself (see
+    ``masked_softmax_``). Like torch's ``out=`` functions it does not record autograd.
     """
     fn = "masked_softmax"
     check_tensor(scores, "scores", fn)
@@ -39,5 +43,27 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     check_tensor(k_lengths, "k_lengths", fn)
     check_tensor(key_mask, "key_mask", fn)
     check_key_mask(key_mask, fn, scores.shape[-1] if scores.dim() else 0)
-    return ops.masked_softmax(scores, mask, scale, bool(causal), align_name, align_offset, left, right,
-                              k_lengths, key_mask, q_seg, k_seg)
+    args = (scores, mask, scale, bool(causal), align_name, align_offset, left, right, k_lengths, key_mask,
+            q_seg, k_seg)
+    if out is None:
+        return ops.masked_softmax(*args)
+    check_tensor(out, "out", fn)
+    if torch.is_grad_enabled() and (scores.requires_grad or out.requires_grad):
+        raise RuntimeError(f"maskattn.{fn}: out= does not support autograd (scores or out requires grad); "
+                           "call it without out= to differentiate, or under torch.no_grad()")
+    ops.masked_softmax_out(*args, out)
+    return out
+
+
+def masked_softmax_(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *, scale: float = 1.0,
+                    causal: bool = False, align: str = "top_left", window=None,
+                    k_lengths: Optional[torch.Tensor] = None, key_mask: Optional[torch.Tensor] = None,
+                    segments=None) -> torch.Tensor:
+    """In-place ``masked_softmax``: overwrites ``scores`` (contiguous) with the probabilities and
+    returns it, so no ``L x L`` result is allocated. Not differentiable (as torch's in-place ops on
+    a leaf that requires grad)."""
+    if isinstance(scores, torch.Tensor) and not scores.is_contiguous():
+        raise ValueError("maskattn.masked_softmax_: scores must be contiguous to be overwritten in place, got "
+                         f"strides {tuple(scores.stride())}")
+    return masked_softmax(scores, mask, scale=scale, causal=causal, align=align, window=window, k_lengths=k_lengths,
+                          key_mask=key_mask, segments=segments, out=scores)

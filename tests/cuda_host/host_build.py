@@ -38,7 +38,9 @@ def load(verbose: bool = False):
     for cu in sorted(glob.glob(os.path.join(CSRC, "kernels", "cuda", "*.cu"))):
         stem = os.path.splitext(os.path.basename(cu))[0]
         sources.append(_unit(build_dir, f"kernel_{stem}.cpp", [f'#include "{cu}"']))
-    for ops in sorted(glob.glob(os.path.join(CSRC, "binding", "*_ops.cpp"))):
+    # the ops and every binding file that picks a kernel by device (the explicit mask's summary)
+    routed = glob.glob(os.path.join(CSRC, "binding", "*_ops.cpp")) + [os.path.join(CSRC, "binding", "mask_summary.cpp")]
+    for ops in sorted(routed):
         stem = os.path.splitext(os.path.basename(ops))[0]
         sources.append(_unit(build_dir, f"binding_{stem}.cpp", ['#include "route_ops_to_host.h"', f'#include "{ops}"']))
     # a plain library: loading it registers torch.ops.maskattn_cuda_host

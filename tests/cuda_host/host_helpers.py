@@ -15,9 +15,19 @@ class RunCudaKernelsOnHost(TorchDispatchMode):
         deterministic = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True)  # at::empty fills with NaN: unwritten outputs show
         try:
-            return getattr(torch.ops.maskattn_cuda_host, name)(*args, **(kwargs or {}))
+            return getattr(torch.ops.maskattn_cuda_host, name)(*with_defaults(func, args, kwargs))
         finally:
             torch.use_deterministic_algorithms(deterministic)
+
+
+def with_defaults(func, args, kwargs):
+    """Every argument in schema order: the dispatcher drops trailing ones left at their default,
+    and the host twins' schemas (inferred from the C++ functions) have no defaults."""
+    kwargs = dict(kwargs or {})
+    full = list(args)
+    for arg in func._schema.arguments[len(args):]:
+        full.append(kwargs.pop(arg.name) if arg.name in kwargs else arg.default_value)
+    return full
 
 
 def launched(host):

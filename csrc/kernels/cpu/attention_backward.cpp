@@ -9,6 +9,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "attention_gemm.h"
@@ -27,7 +28,9 @@ struct BackwardPass {
   const std::vector<TileSpan>& key_spans;    // (b, q tile) -> key tiles
   const std::vector<TileSpan>& query_spans;  // (b, key tile) -> query tiles
 
-  float* dq_rows(int64_t row) const { return bp.workspace_f32 + row * g.d_pad; }
+  float* dq_acc;  // fp32 dQ accumulators, (batch * heads * q_len) rows of d_pad
+
+  float* dq_rows(int64_t row) const { return dq_acc + row * g.d_pad; }
 
   // One (query tile, key tile) pair: P, dS, then dV += P^T dO and dK += dS^T (scale q) into the
   // scratch tiles (with_kv) and dQ += dS K into the workspace (with_q).
@@ -113,7 +116,17 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
   const std::vector<TileSpan> query_spans = query_spans_of_key_tiles(p.mask, g);
   const PackedKeys keys = pack_keys(p, g, /*for_backward=*/true);
   const BackwardOperands ops = prepare_backward(bp, g, keys, key_spans);
-  const BackwardPass pass{bp, g, keys, ops, key_spans, query_spans};
+  // dQ accumulators: the caller's zeroed workspace, or pooled scratch zeroed here
+  FloatBuffer own_dq;
+  float* dq_acc = bp.workspace_f32;
+  if (dq_acc == nullptr) {
+    const int64_t floats = attention_bwd_workspace_floats_f32_math(bp);
+    own_dq = FloatBuffer(floats);
+    dq_acc = own_dq.get();
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < floats; c += 4096) std::fill(dq_acc + c, dq_acc + std::min(c + 4096, floats), 0.f);
+  }
+  const BackwardPass pass{bp, g, keys, ops, key_spans, query_spans, dq_acc};
 
   const int64_t pairs = g.batch * g.kv_heads;
   const bool fused = pairs >= 4 * omp_get_max_threads();

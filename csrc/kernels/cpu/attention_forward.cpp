@@ -4,6 +4,7 @@
 // The query heads sharing a kv head (GQA) are stacked into one tile of rows, so each K/V tile is
 // read once for the whole group (decoding with Lq = 1 gets `group` rows instead of one).
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -23,19 +24,38 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile.
+// Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
+// products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero).
 struct ForwardScratch {
-  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias;
-  ForwardScratch(const AttentionGeometry& g, int64_t rows)
-      : q(rows * g.d),
+  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16;
+  ForwardScratch(const AttentionGeometry& g, int64_t rows, bool pairs)
+      : q(pairs ? 1 : rows * g.d),
         s(rows * kBlockK),
         out(rows * g.dv_pad),
         row_max(round_up16(rows)),
         row_sum16(rows * kLanes),
         alpha(round_up16(rows)),
         lse(rows),
-        bias(2 * kBlockK) {}
+        bias(2 * kBlockK),
+        q16(pairs ? round_up32(rows) * round_up32(g.d) / 2 : 1),
+        p16(pairs ? round_up32(rows) * kBlockK / 2 : 1) {}
+  uint16_t* q_bf16() const { return reinterpret_cast<uint16_t*>(q16.get()); }
+  uint16_t* p_bf16() const { return reinterpret_cast<uint16_t*>(p16.get()); }
 };
+
+// fp32 -> bf16 bits, round to nearest even (probabilities: finite, or NaN from NaN inputs).
+inline void round_rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = src + r * lds;
+    uint16_t* y = dst + r * ldd;
+    for (int64_t c = 0; c < cols; ++c) {
+      uint32_t bits;
+      std::memcpy(&bits, x + c, sizeof(bits));
+      y[c] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+    std::fill(y + cols, y + ldd, (uint16_t)0);
+  }
+}
 
 struct ForwardItem {
   const AttentionFwdParams& p;
@@ -54,8 +74,13 @@ struct ForwardItem {
   void scores(int64_t kt, TileState state, int64_t* cols) const {
     const int64_t n = g.keys_in(kt);
     *cols = round_up16(n);
-    gemm_tile(stacked(), *cols, g.d, GemmA{w.q.get(), g.d, 1}, keys.k_t_tile(b, hk, kt), kBlockK, w.s.get(), kBlockK,
-              GemmInto::Overwrite);
+    if (keys.pairs) {
+      cpu_kernels().gemm_bf16({stacked(), *cols, keys.d_pad32, w.q_bf16(), keys.d_pad32, keys.k_pairs_tile(b, hk, kt),
+                               2 * kBlockK, w.s.get(), kBlockK, GemmInto::Overwrite, nullptr, (float)p.scale});
+    } else {
+      gemm_tile(stacked(), *cols, g.d, GemmA{w.q.get(), g.d, 1}, keys.k_t_tile(b, hk, kt), kBlockK, w.s.get(),
+                kBlockK, GemmInto::Overwrite);
+    }
     // a Full last tile may still have padding lanes past k_len to drop
     if (state == TileState::Partial || *cols != n)
       for (int64_t hh = 0; hh < g.group; ++hh)
@@ -63,7 +88,24 @@ struct ForwardItem {
                         kBlockK, w.bias.get());
   }
 
+  // out = alpha * out + P V over the live keys of tile kt (P: the tile's probabilities in s).
+  void accumulate_pv(int64_t kt, int64_t cols) const {
+    const int64_t n_rows = stacked();
+    if (keys.pairs) {
+      round_rows_to_bf16(w.s.get(), n_rows, cols, kBlockK, w.p_bf16(), kBlockK);
+      cpu_kernels().gemm_bf16({n_rows, g.dv_pad, kBlockK, w.p_bf16(), kBlockK, keys.v_pairs_tile(b, hk, kt),
+                               2 * g.dv_pad, w.out.get(), g.dv_pad, GemmInto::ScaleRowsAccumulate, w.alpha.get(),
+                               1.f});
+      return;
+    }
+    int64_t ldv;
+    const float* v = keys.v_rows(b, hk, kt, &ldv);
+    gemm_tile(n_rows, g.dv_pad, g.live_keys_in(p.mask, b, kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, w.out.get(),
+              g.dv_pad, GemmInto::ScaleRowsAccumulate, w.alpha.get());
+  }
+
   void run(const TileSpan& span) const {
+    const MatrixUnitScope units(cpu_kernels(), keys.pairs && span.non_empty > 0);
     float* lse = w.lse.get();
     if (span.non_empty == 0) {
       for (int64_t hh = 0; hh < g.group; ++hh)
@@ -78,6 +120,19 @@ struct ForwardItem {
 
   void load_q() const {
     const int64_t live = g.live_rows_in(p.mask, b, qt);
+    if (keys.pairs) {
+      // bf16 rows as they are (the scale goes on S), zero past d, past the live rows and to 32 rows
+      const int64_t ld = keys.d_pad32;
+      uint16_t* q16 = w.q_bf16();
+      std::fill(q16, q16 + round_up32(stacked()) * ld, (uint16_t)0);
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        for (int64_t r = 0; r < live; ++r)
+          std::memcpy(q16 + (hh * rows + r) * ld,
+                      static_cast<const uint16_t*>(p.q) + b * p.q_stride_b + head(hh) * p.q_stride_h +
+                          (i0() + r) * p.q_stride_i,
+                      sizeof(uint16_t) * (size_t)g.d);
+      return;
+    }
     for (int64_t hh = 0; hh < g.group; ++hh) {
       const int64_t q_off = b * p.q_stride_b + head(hh) * p.q_stride_h + i0() * p.q_stride_i;
       float* q = w.q.get() + hh * rows * g.d;
@@ -101,10 +156,7 @@ struct ForwardItem {
       int64_t cols;
       scores(kt, state, &cols);
       online_softmax_tile(n_rows, cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
-      int64_t ldv;
-      const float* v = keys.v_rows(b, hk, kt, &ldv);
-      gemm_tile(n_rows, g.dv_pad, g.live_keys_in(p.mask, b, kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, out, g.dv_pad,
-                GemmInto::ScaleRowsAccumulate, w.alpha.get());
+      accumulate_pv(kt, cols);
     }
     for (int64_t hh = 0; hh < g.group; ++hh)
       for (int64_t r = 0; r < rows; ++r) {
@@ -152,7 +204,9 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
   const AttentionGeometry g = geometry_of(p, std::max<int64_t>(1, kBlockQ / group));
   if (g.batch * g.heads * g.q_len == 0) return;
   const std::vector<TileSpan> spans = key_spans_of_query_tiles(p.mask, g);
-  const PackedKeys keys = pack_keys(p, g, /*for_backward=*/false);
+  // bf16 inputs go to the CPU's bf16 products where it has them (dot-product scores excepted)
+  const bool pairs = p.dtype == ScalarKind::BFloat16 && cpu_kernels().gemm_bf16 != nullptr;
+  const PackedKeys keys = pack_keys(p, g, /*for_backward=*/false, pairs);
   const int64_t items = g.batch * g.kv_heads * g.q_tiles;
   std::vector<int64_t> cost((size_t)items);
   for (int64_t it = 0; it < items; ++it) {
@@ -162,7 +216,7 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
   const std::vector<int64_t> order = schedule_order(cost, g.q_tiles);
 #pragma omp parallel
   {
-    ForwardScratch scratch(g, g.group * g.q_block);
+    ForwardScratch scratch(g, g.group * g.q_block, pairs);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < items; ++n) {
       const int64_t it = order[n];

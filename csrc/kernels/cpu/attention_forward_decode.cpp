@@ -115,11 +115,11 @@ struct DecodeItem {
       // online softmax, one lane per query row
       f32x16 mx = m;
       for (int64_t j = 0; j < n; ++j) mx = max16(mx, load16(s_t + j * kLanes));
-      const auto dead = mx == kNegInf;  // lanes with no allowed key so far
-      const f32x16 a = dead ? splat16(1.f) : exp16(m - mx);
+      const i32x16 alive = less16(splat16(kNegInf), mx);  // lanes with an allowed key so far
+      const f32x16 a = select16(alive, exp16(m - mx), splat16(1.f));
       f32x16 sum = splat16(0.f);
       for (int64_t j = 0; j < n; ++j) {
-        const f32x16 e = dead ? splat16(0.f) : exp16(load16(s_t + j * kLanes) - mx);
+        const f32x16 e = select16(alive, exp16(load16(s_t + j * kLanes) - mx), splat16(0.f));
         store16(s_t + j * kLanes, e);
         sum += e;
       }
@@ -155,7 +155,7 @@ struct DecodeItem {
 
   void write_weights(const TileSpan& span) const {
     const f32x16 lse = load16_partial(w.lse.get(), (int)rows(), kNegInf);
-    const auto dead = lse == kNegInf;
+    const i32x16 alive = less16(splat16(kNegInf), lse);
     float* s_t = w.s_t.get();
     for (int64_t kt = 0; kt < g.k_tiles; ++kt) {
       const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
@@ -166,7 +166,7 @@ struct DecodeItem {
       }
       scores_t(kt, state);
       for (int64_t j = 0; j < n; ++j)
-        store16(s_t + j * kLanes, dead ? splat16(0.f) : exp16(load16(s_t + j * kLanes) - lse));
+        store16(s_t + j * kLanes, select16(alive, exp16(load16(s_t + j * kLanes) - lse), splat16(0.f)));
       for (int64_t lane = 0; lane < rows(); ++lane)
         for (int64_t j = 0; j < n; ++j)
           store_element(p.dtype, p.weights, out_row(lane) * g.k_len + j0 + j, s_t[j * kLanes + lane]);

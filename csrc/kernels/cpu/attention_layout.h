@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <new>
 
 #include "../attention.h"
+#include "scratch_pool.h"
 
 namespace maskattn {
 namespace cpu {
@@ -47,20 +47,27 @@ inline AttentionGeometry geometry_of(const AttentionFwdParams& p, int64_t q_bloc
   return g;
 }
 
-// Uninitialised, cache-line aligned float buffer (every reader writes before it reads).
+// Uninitialised, cache-line aligned float buffer (every reader writes before it reads), drawn from
+// the scratch pool so repeated calls reuse memory already faulted in.
+// Returns a FloatBuffer's block to the pool.
+struct ReleaseScratch {
+  size_t capacity = 0;
+  void operator()(float* p) const { release_scratch(p, capacity); }
+};
+
 class FloatBuffer {
  public:
   FloatBuffer() = default;
-  explicit FloatBuffer(int64_t n)
-      : data_(static_cast<float*>(
-            ::operator new[](sizeof(float) * (size_t)std::max<int64_t>(n, 1), std::align_val_t(64)))) {}
+  explicit FloatBuffer(int64_t n) : data_(acquire(n)) {}
   float* get() const { return data_.get(); }
 
  private:
-  struct Free {
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
-  };
-  std::unique_ptr<float, Free> data_;
+  static std::unique_ptr<float, ReleaseScratch> acquire(int64_t n) {
+    size_t capacity = 0;
+    float* p = static_cast<float*>(acquire_scratch(sizeof(float) * (size_t)std::max<int64_t>(n, 1), &capacity));
+    return std::unique_ptr<float, ReleaseScratch>(p, ReleaseScratch{capacity});
+  }
+  std::unique_ptr<float, ReleaseScratch> data_;
 };
 
 }  // namespace cpu

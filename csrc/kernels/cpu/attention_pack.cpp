@@ -24,7 +24,48 @@ static void load_tile_rows(ScalarKind kind, const void* src, int64_t offset, int
   std::memset(out + n * width_pad, 0, sizeof(float) * (size_t)((kBlockK - n) * width_pad));
 }
 
-PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bool for_backward) {
+// Rows [0, n) of a bf16 K tile (d values each) as k-pairs of K^T: (d_pad32 / 2) x kBlockK x 2.
+static void pair_k_tile(const uint16_t* src, int64_t stride_j, int64_t n, int64_t d, int64_t d_pad32, uint16_t* out) {
+  std::memset(out, 0, sizeof(uint16_t) * (size_t)(d_pad32 * kBlockK));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) out[((c / 2) * kBlockK + j) * 2 + (c & 1)] = src[j * stride_j + c];
+}
+
+// Rows [0, n) of a bf16 V tile (dv values each) as k-pairs over keys: (kBlockK / 2) x dv_pad x 2.
+static void pair_v_tile(const uint16_t* src, int64_t stride_j, int64_t n, int64_t dv, int64_t dv_pad, uint16_t* out) {
+  std::memset(out, 0, sizeof(uint16_t) * (size_t)(kBlockK * dv_pad));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < dv; ++c) out[((j / 2) * dv_pad + c) * 2 + (j & 1)] = src[j * stride_j + c];
+}
+
+static PackedKeys pack_key_pairs(const AttentionFwdParams& p, const AttentionGeometry& g) {
+  PackedKeys pk;
+  pk.tiles_per_head = g.k_tiles, pk.kv_heads = g.kv_heads;
+  pk.d = g.d, pk.d_pad = g.d_pad, pk.dv = g.dv, pk.dv_pad = g.dv_pad;
+  pk.pairs = true;
+  pk.d_pad32 = round_up32(g.d);
+  const int64_t tiles = g.batch * g.kv_heads * g.k_tiles;
+  // bf16 buffers in float units
+  pk.k_pairs = FloatBuffer(tiles * pk.d_pad32 * kBlockK / 2);
+  pk.v_pairs = FloatBuffer(tiles * kBlockK * g.dv_pad / 2);
+  const uint16_t* k = static_cast<const uint16_t*>(p.k);
+  const uint16_t* v = static_cast<const uint16_t*>(p.v);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t kt = t % g.k_tiles, bh = t / g.k_tiles, hk = bh % g.kv_heads, b = bh / g.kv_heads;
+    const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
+    if (n == 0) continue;  // no query attends past the sequence's keys
+    // tile t is tile_index(b, hk, kt)
+    pair_k_tile(k + b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j, p.k_stride_j, n, g.d, pk.d_pad32,
+                reinterpret_cast<uint16_t*>(pk.k_pairs.get()) + t * pk.d_pad32 * kBlockK);
+    pair_v_tile(v + b * p.v_stride_b + hk * p.v_stride_h + j0 * p.v_stride_j, p.v_stride_j, n, g.dv, g.dv_pad,
+                reinterpret_cast<uint16_t*>(pk.v_pairs.get()) + t * kBlockK * g.dv_pad);
+  }
+  return pk;
+}
+
+PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bool for_backward, bool pairs) {
+  if (pairs) return pack_key_pairs(p, g);
   PackedKeys pk;
   pk.tiles_per_head = g.k_tiles, pk.kv_heads = g.kv_heads;
   pk.d = g.d, pk.d_pad = g.d_pad, pk.dv = g.dv, pk.dv_pad = g.dv_pad;

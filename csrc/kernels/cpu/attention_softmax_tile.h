@@ -27,7 +27,8 @@ inline void online_softmax_tile(int64_t rows, int64_t cols, float* s, int64_t ld
   }
   for (int64_t r = 0; r < rows; r += kLanes) {
     const f32x16 m_old = load16(row_max + r), m_new = load16(alpha + r);
-    store16(alpha + r, m_new == neg_inf ? splat16(1.f) : exp16(m_old - m_new));
+    // rows still without an allowed key (new max -inf) keep factor 1, never exp(-inf - -inf)
+    store16(alpha + r, select16(less16(neg_inf, m_new), exp16(m_old - m_new), splat16(1.f)));
     store16(row_max + r, m_new);
   }
   for (int64_t r = 0; r < rows; ++r) {

@@ -6,9 +6,11 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "../../mask_spec.h"
+#include "attention_rows.h"
 #include "vec16.h"
 
 namespace maskattn {
@@ -19,22 +21,54 @@ inline float key_mask_bias(const MaskSpec& m, int64_t b, int64_t j) {
 }
 
 // Explicit mask of row i over keys j0 + [lo, hi) as a bias: 0 / -inf (bool) or the additive
-// value. Rows of contiguous bool or fp32 masks (the common materialised masks) read the row
-// directly so the loop vectorises; other layouts ask MaskSpec element by element.
+// value. Rows with contiguous keys (every broadcast pattern of a materialised mask: (B,1,L,L),
+// (1,1,L,L), (B,1,1,L), (L,L)) are read by one loop per dtype that vectorises; a mask broadcast
+// over keys is one value; other layouts ask MaskSpec element by element.
 inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo, int64_t hi,
                               float* out) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t base = m.mask_offset(b, h, i, j0);
-  if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Bool) {
-    const uint8_t* src = static_cast<const uint8_t*>(m.mask) + base;
-    for (int64_t c = lo; c < hi; ++c) out[c] = src[c] ? 0.f : neg_inf;
-  } else if (m.mask_stride_j == 1 && m.mask_kind == ScalarKind::Float32) {
-    const float* src = static_cast<const float*>(m.mask) + base;
-    for (int64_t c = lo; c < hi; ++c) out[c] = src[c];
-  } else if (m.mask_kind == ScalarKind::Bool) {
-    for (int64_t c = lo; c < hi; ++c) out[c] = m.bool_mask_allows(b, h, i, j0 + c) ? 0.f : neg_inf;
-  } else {
-    for (int64_t c = lo; c < hi; ++c) out[c] = m.additive(b, h, i, j0 + c);
+  if (m.mask_stride_j == 0) {
+    const float v = m.mask_kind == ScalarKind::Bool ? (m.bool_mask_allows(b, h, i, j0) ? 0.f : neg_inf)
+                                                    : m.additive(b, h, i, j0);
+    std::fill(out + lo, out + hi, v);
+    return;
+  }
+  if (m.mask_stride_j != 1) {
+    for (int64_t c = lo; c < hi; ++c)
+      out[c] = m.mask_kind == ScalarKind::Bool ? (m.bool_mask_allows(b, h, i, j0 + c) ? 0.f : neg_inf)
+                                               : m.additive(b, h, i, j0 + c);
+    return;
+  }
+  switch (m.mask_kind) {
+    case ScalarKind::Bool: {
+      const uint8_t* src = static_cast<const uint8_t*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) out[c] = src[c] ? 0.f : neg_inf;
+      break;
+    }
+    case ScalarKind::Float32: {
+      const float* src = static_cast<const float*>(m.mask) + base;
+      std::copy(src + lo, src + hi, out + lo);
+      break;
+    }
+    case ScalarKind::Float64: {
+      const double* src = static_cast<const double*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) out[c] = (float)src[c];
+      break;
+    }
+    case ScalarKind::BFloat16: {
+      const uint16_t* src = static_cast<const uint16_t*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) {
+        const uint32_t bits = (uint32_t)src[c] << 16;
+        std::memcpy(out + c, &bits, sizeof(float));
+      }
+      break;
+    }
+    case ScalarKind::Float16: {
+      const uint16_t* src = static_cast<const uint16_t*>(m.mask) + base;
+      for (int64_t c = lo; c < hi; ++c) out[c] = half_bits_to_float_branchless(src[c]);
+      break;
+    }
   }
 }
 
@@ -61,8 +95,6 @@ inline void elementwise_row_bias(const MaskSpec& m, int64_t b, int64_t h, int64_
     for (int64_t c = lo; c < hi; ++c) out[c] += key_mask_bias(m, b, j0 + c);
   if (m.has_segments()) add_segment_row_bias(m, b, i, j0, lo, hi, out);
 }
-
-inline i32x16 lane_index16() { return i32x16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; }
 
 // s (rows x cols, row stride lds) holds the scores of rows i0.. and keys j0..; cols is a multiple
 // of 16 and may run past k_len (those keys are masked). bias: scratch of 2 * cols floats.
@@ -100,14 +132,18 @@ inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0,
       if (m.has_segments()) add_segment_row_bias(m, b, i, j0, lo, hi, row_bias);
     }
     float* row = s + r * lds;
-    const i32x16 lo_v = i32x16{} + (int32_t)lo, hi_v = i32x16{} + (int32_t)hi;
     for (int64_t c = 0; c < cols; c += kLanes) {
-      const i32x16 idx = lane_index16() + (int32_t)c;
-      const i32x16 keep = (idx >= lo_v) & (idx < hi_v);
+      if (c + kLanes <= lo || c >= hi) {
+        store16(row + c, neg_inf16);  // wholly outside the band
+        continue;
+      }
       f32x16 x = load16(row + c);
       if (tile_biased) x += load16(tile_bias + c);
       if (row_varying) x += load16(row_bias + c);
-      store16(row + c, keep ? x : neg_inf16);
+      store16(row + c, x);
+      if (c < lo || c + kLanes > hi)  // the band's edges: lanes outside it one by one
+        for (int64_t l = c; l < c + kLanes; ++l)
+          if (l < lo || l >= hi) row[l] = neg_inf;
     }
   }
 }

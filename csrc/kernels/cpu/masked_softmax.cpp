@@ -1,9 +1,11 @@
 // CPU fused scale + mask + softmax: rows in parallel, the band of allowed keys from MaskSpec,
 // vectorised passes (max, exp-and-sum, normalise) over the band only; zeros elsewhere.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "../masked_softmax.h"
+#include "attention_tile_mask.h"
 #include "row_convert.h"
 #include "softmax_rows.h"
 
@@ -13,10 +15,35 @@ namespace {
 using namespace cpu;
 
 // s[j] (j in range) = scale * s[j] + additive, or -inf where the element-wise masks say no.
+// Keys go in runs of mask blocks in one state (MaskSpec::classify_explicit): wholly masked runs
+// are filled, wholly allowed ones only scaled, and the rest combined with a vectorised bias row.
 void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRange range, float scale, float* s) {
   const float neg_inf = -__builtin_inff();
-  for (int64_t j = range.begin; j < range.end; ++j)
-    s[j] = m.allowed_in_range(b, h, i, j) ? s[j] * scale + m.additive(b, h, i, j) : neg_inf;
+  const bool explicit_only = m.key_mask == nullptr && !m.has_segments();
+  auto block_end = [&](int64_t j) { return std::min((j / kMaskBlock + 1) * kMaskBlock, range.end); };
+  // one row lies in one block row: each key block's state is its own flags
+  auto state_at = [&](int64_t j) {
+    return m.mask_blocks ? MaskSpec::mask_block_state(m.mask_block_flags(b, i, j)) : m.classify_explicit(b, i, i + 1, j, j + 1);
+  };
+  thread_local std::vector<float> bias;
+  for (int64_t j = range.begin; j < range.end;) {
+    const TileState state = state_at(j);
+    int64_t e = block_end(j);
+    while (e < range.end && state_at(e) == state) e = block_end(e);
+    const int64_t n = e - j;
+    if (state == TileState::Empty) {
+      row_fill(s + j, n, neg_inf);
+    } else if (state == TileState::Full && explicit_only) {
+      row_scale(s + j, n, scale);
+    } else {
+      if ((int64_t)bias.size() < n) bias.resize((size_t)n);
+      float* bj = bias.data();
+      float* sj = s + j;
+      elementwise_row_bias(m, b, h, i, j, 0, n, bj);
+      for (int64_t c = 0; c < n; ++c) sj[c] = bj[c] == neg_inf ? neg_inf : sj[c] * scale + bj[c];
+    }
+    j = e;
+  }
 }
 
 // Softmax of n logits whose max is mx into dst (may alias them); an all -inf segment becomes
@@ -36,7 +63,7 @@ void softmax_segment(const float* logits, int64_t n, float mx, float* dst) {
 
 void softmax_row_float(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64_t i, float* buf) {
   const MaskSpec& m = p.mask;
-  const KeyRange range = m.key_range(b, i);
+  const KeyRange range = m.live_key_range(b, i);
   const int64_t lo = range.begin, n = range.end - range.begin, k_len = p.k_len;
   const int64_t in_off = b * p.stride_b + h * p.stride_h + i * p.stride_i;
   const int64_t out_off = ((b * p.heads + h) * p.q_len + i) * k_len;
@@ -113,7 +140,7 @@ void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
     for (int64_t r = 0; r < p.rows; ++r) {
       const int64_t off = r * n;
       // only the band can hold non-zero probabilities: read it, write zeros around it
-      const KeyRange range = p.mask.key_range(r / (p.heads * p.q_len), r % p.q_len);
+      const KeyRange range = p.mask.live_key_range(r / (p.heads * p.q_len), r % p.q_len);
       const int64_t lo = range.begin, len = range.end - range.begin;
       if (p.dtype == ScalarKind::Float64) {
         const double* gd = static_cast<const double*>(p.grad) + off;

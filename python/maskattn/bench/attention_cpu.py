@@ -1,6 +1,8 @@
-"""CPU attention (B, H, L, D) float32: dense, causal and causal + random key lengths (50-100% of L),
-forward and forward+backward, against SDPA (is_causal or the equivalent bool mask) and, for causal,
-compiled FlexAttention. Rates count only the work the mask leaves (work.attention_flops_unmasked)."""
+"""CPU attention (B, H, L, D): dense, causal and causal + random key lengths (50-100% of L), the last
+given to maskattn compactly and, as "mask", as the same (B, 1, L, L) bool tensor SDPA gets; float32
+forward and forward+backward, bfloat16 and float16 forward; against SDPA (is_causal or the bool
+mask) and, for causal, compiled FlexAttention. Rates count only the work the mask leaves
+(work.attention_flops_unmasked)."""
 from typing import List
 
 import torch
@@ -14,17 +16,18 @@ from .harness import Case, Method, timed_call
 from .work import allowed_pairs, attention_flops_unmasked
 
 SHAPES = ((8, 12, 512, 64), (2, 12, 2048, 64))
-VARIANTS = ("dense", "causal", "causal+k_lengths")
+VARIANTS = ("dense", "causal", "causal+k_lengths", "causal+k_lengths mask")
+HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
-def make_inputs(shape, variant: str, mode: str, device: torch.device, with_flex: bool):
+def make_inputs(shape, variant: str, mode: str, device: torch.device, with_flex: bool, dtype=torch.float32):
     batch, heads, seq, dim = shape
 
     def build():
         grad = mode != "fwd"
-        q, k, v = (torch.randn(shape, device=device, requires_grad=grad) for _ in range(3))
+        q, k, v = (torch.randn(shape, device=device).to(dtype).requires_grad_(grad) for _ in range(3))
         x = {"q": q, "k": k, "v": v, "k_lengths": None, "sdpa_mask": None}
-        if variant == "causal+k_lengths":
+        if variant.startswith("causal+k_lengths"):
             x["k_lengths"] = torch.randint(seq // 2, seq + 1, (batch,), device=device)
             x["sdpa_mask"] = reference_allowed(batch, 1, seq, seq, causal=True, k_lengths=x["k_lengths"],
                                                device=device).contiguous()
@@ -39,6 +42,9 @@ def methods(variant: str, mode: str, with_flex: bool) -> List[Method]:
     causal = variant != "dense"
 
     def ours(x):
+        if variant == "causal+k_lengths mask":  # the very tensor SDPA gets
+            return timed_call(lambda: ma.masked_attention(x["q"], x["k"], x["v"], mask=x["sdpa_mask"]),
+                              [x["q"], x["k"], x["v"]], mode)
         return timed_call(lambda: ma.masked_attention(x["q"], x["k"], x["v"], causal=causal, k_lengths=x["k_lengths"]),
                           [x["q"], x["k"], x["v"]], mode)
 
@@ -57,22 +63,26 @@ def methods(variant: str, mode: str, with_flex: bool) -> List[Method]:
     return out
 
 
-def attention_case(shape, variant: str, mode: str, device: torch.device, quick: bool) -> Case:
+def attention_case(shape, variant: str, mode: str, device: torch.device, quick: bool, dtype=torch.float32) -> Case:
     batch, heads, seq, dim = shape
-    with_flex = variant == "causal" and not quick  # compiling takes seconds per variant
+    # compiling takes seconds per variant
+    with_flex = variant == "causal" and not quick and dtype == torch.float32
 
     def work(x):
         pairs = allowed_pairs(seq, seq, causal=variant != "dense", k_lengths=x["k_lengths"], batch=batch)
         return {"flops_unmasked": attention_flops_unmasked(heads, dim, pairs, mode)}
 
-    return Case("attention", f"attention {variant}", device, torch.float32, shape, mode,
-                make_inputs(shape, variant, mode, device, with_flex), methods(variant, mode, with_flex), work,
+    return Case("attention", f"attention {variant}", device, dtype, shape, mode,
+                make_inputs(shape, variant, mode, device, with_flex, dtype), methods(variant, mode, with_flex), work,
                 extra={"seq_len": seq, "head_dim": dim})
 
 
 def cases(device: torch.device, quick: bool) -> List[Case]:
+    f32 = torch.float32
     if quick:
-        plan = [(SHAPES[0], v, "fwd") for v in VARIANTS] + [(SHAPES[0], "causal", "fwd+bwd")]
+        plan = [(SHAPES[0], v, "fwd", f32) for v in VARIANTS] + [(SHAPES[0], "causal", "fwd+bwd", f32),
+                                                                 (SHAPES[0], "causal", "fwd", torch.bfloat16)]
     else:
-        plan = [(s, v, m) for s in SHAPES for m in ("fwd", "fwd+bwd") for v in VARIANTS]
-    return [attention_case(s, v, m, device, quick) for s, v, m in plan]
+        plan = [(s, v, m, f32) for s in SHAPES for m in ("fwd", "fwd+bwd") for v in VARIANTS]
+        plan += [(s, v, "fwd", dt) for dt in HALF_DTYPES for s in SHAPES for v in VARIANTS[:3]]
+    return [attention_case(s, v, m, device, quick, dt) for s, v, m, dt in plan]

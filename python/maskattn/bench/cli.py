@@ -6,9 +6,11 @@ from typing import Dict, List, Optional
 
 import torch
 
+from maskattn import build_info as ma_build_info
+
 from . import attention_cpu, attention_cuda, attention_packed, masks, softmax
 from .allocator import keep_freed_memory
-from .devices import DEVICE_CHOICES, device_name, resolve_devices
+from .devices import DEVICE_CHOICES, annotate_rows, device_name, resolve_devices
 from .harness import run_case
 from .peaks import PEAK_ROWS, measure_peaks
 from .plot import plot_sweeps
@@ -63,17 +65,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if any(d.type == "cpu" for d in devices) and not args.fresh_pages:
         print(keep_freed_memory())
-    rows = bench_devices(devices, families, args.quick)
+    allocator = "fresh pages" if args.fresh_pages else "freed memory kept"
+    rows = bench_devices(devices, families, args.quick, allocator)
     print(render(rows))
     write_outputs(rows, devices, args)
     return 0
 
 
-def bench_devices(devices, families, quick: bool) -> List[dict]:
+def bench_devices(devices, families, quick: bool, allocator: str = "freed memory kept") -> List[dict]:
     rows: List[dict] = []
     for device in devices:
-        print(f"# {device.type}: {device_name(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}",
-              flush=True)
+        device_rows: List[dict] = []
+        path = f", maskattn CPU path {ma_build_info()['cpu_isa']}" if device.type == "cpu" else ""
+        print(f"# {device.type}: {device_name(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+              f"{path}", flush=True)  # how freed memory is treated is said in words below
         plan = plan_for(device, quick)
         cases = [c for f in families for c in scenario_cases(f, device, quick)]
         progress = Progress(PEAK_ROWS + sum(len(c.methods) for c in cases))
@@ -81,10 +86,12 @@ def bench_devices(devices, families, quick: bool) -> List[dict]:
         peaks, peak_rows = measure_peaks(device, plan, quick)
         for _ in peak_rows:
             progress.step(f"{device.type} copy bandwidth and matmul")
-        rows += peak_rows
+        device_rows += peak_rows
         for case in cases:
-            rows += run_case(case, peaks, plan, progress)
+            device_rows += run_case(case, peaks, plan, progress)
         progress.close()
+        annotate_rows(device_rows, device, allocator)
+        rows += device_rows
     return rows
 
 

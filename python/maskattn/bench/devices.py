@@ -30,3 +30,43 @@ def cpu_name() -> str:
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def torch_cpu_capability() -> str:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:
+        return "unknown"
+
+
+def run_metadata(device: torch.device, allocator: str) -> dict:
+    """What every row and report records about where it ran: the CPU model, torch's thread count,
+    the CPU path maskattn selected (cpu_isa.h) and the allocator setting of the run."""
+    import maskattn
+
+    info = maskattn.build_info()
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "cpu_isa": info.get("cpu_isa"),
+            "torch_cpu_capability": torch_cpu_capability(), "allocator": allocator}
+
+
+def row_path(row: dict, cpu_kernels: dict) -> str:
+    """The instructions a row's method ran: maskattn's kernel for its op and dtype, or torch's CPU
+    capability for a baseline (CUDA rows: empty)."""
+    if row.get("device") != "cpu":
+        return ""
+    if not row.get("ours"):
+        return f"torch {row.get('torch_cpu_capability', '')}".strip()
+    if row.get("family") == "attention":
+        return cpu_kernels.get(f"attention {row.get('dtype')} products", "")
+    return cpu_kernels.get("softmax, masking, conversions", "")
+
+
+def annotate_rows(rows: list, device: torch.device, allocator: str) -> None:
+    """Adds run_metadata and the path to every row of a device (in place)."""
+    import maskattn
+
+    meta = run_metadata(device, allocator)
+    kernels = maskattn.build_info().get("cpu_kernels", {})
+    for r in rows:
+        r.update(meta)
+        r["path"] = row_path(r, kernels)

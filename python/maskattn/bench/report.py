@@ -73,8 +73,21 @@ def run_tests(root: Path) -> Dict[str, int]:
 def build_report(rows: List[dict], devices: List[torch.device], tests: Optional[Dict[str, int]]) -> dict:
     root = source_root()
     main_device = next((d for d in devices if d.type == "cuda"), devices[0] if devices else torch.device("cpu"))
+    import maskattn
+
+    from .devices import cpu_name, torch_cpu_capability
+
+    info = maskattn.build_info()
     return {
         "device": device_name(main_device),
+        "cpu": cpu_name(),
+        "threads": torch.get_num_threads(),
+        "cpu_isa": info.get("cpu_isa"),
+        "cpu_isa_supported": info.get("cpu_isa_supported"),
+        "cpu_kernels": info.get("cpu_kernels"),
+        "cpu_arch": info.get("cpu_arch"),
+        "torch_cpu_capability": torch_cpu_capability(),
+        "allocator": rows[0].get("allocator") if rows else None,
         "devices": [d.type for d in devices],
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

@@ -1,5 +1,7 @@
 """Masked softmax, causal + random key lengths (50-100% of Lk), against torch on a prebuilt bool mask:
-``scores.masked_fill(~mask, -inf).softmax(-1)``, forward and forward+backward."""
+``scores.masked_fill(~mask, -inf).softmax(-1)``, forward and forward+backward. On CPU maskattn gets
+the mask compactly, and also as the (B, 1, Lq, Lk) bool tensor torch gets and as its additive
+float form; "out=" writes into a preallocated result."""
 from typing import List
 
 import torch
@@ -24,7 +26,10 @@ def cuda_shape(k_len: int, dtype: torch.dtype):
     return batch, bh // batch, q_len, k_len
 
 
-def softmax_case(shape, dtype: torch.dtype, mode: str, device: torch.device) -> Case:
+MASK_FORMS = ("implicit", "bool mask", "float mask", "out=")
+
+
+def softmax_case(shape, dtype: torch.dtype, mode: str, device: torch.device, form: str = "implicit") -> Case:
     batch, heads, q_len, k_len = shape
     # bottom_right keeps the last query row seeing every key when Lq < Lk (same as top_left when equal)
     align = "bottom_right"
@@ -34,11 +39,24 @@ def softmax_case(shape, dtype: torch.dtype, mode: str, device: torch.device) -> 
         allowed = reference_allowed(batch, 1, q_len, k_len, causal=True, align=align, k_lengths=k_lengths,
                                     device=device).contiguous()
         scores = torch.randn(shape, dtype=dtype, device=device, requires_grad=mode != "fwd")
-        return {"scores": scores, "k_lengths": k_lengths, "masked_out": ~allowed}
+        x = {"scores": scores, "k_lengths": k_lengths, "masked_out": ~allowed, "allowed": allowed}
+        if form == "float mask":
+            x["additive"] = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
+        if form == "out=":
+            x["out"] = torch.empty_like(scores)
+        return x
 
     def ours(x):
-        return timed_call(lambda: ma.masked_softmax(x["scores"], causal=True, align=align, k_lengths=x["k_lengths"]),
-                          [x["scores"]], mode)
+        if form == "bool mask":
+            call = lambda: ma.masked_softmax(x["scores"], x["allowed"])  # noqa: E731
+        elif form == "float mask":
+            call = lambda: ma.masked_softmax(x["scores"], x["additive"])  # noqa: E731
+        elif form == "out=":
+            call = lambda: ma.masked_softmax(x["scores"], causal=True, align=align, k_lengths=x["k_lengths"],  # noqa: E731
+                                             out=x["out"])
+        else:
+            call = lambda: ma.masked_softmax(x["scores"], causal=True, align=align, k_lengths=x["k_lengths"])  # noqa: E731
+        return timed_call(call, [x["scores"]], mode)
 
     def torch_baseline(x):
         return timed_call(lambda: x["scores"].masked_fill(x["masked_out"], float("-inf")).softmax(-1),
@@ -46,7 +64,8 @@ def softmax_case(shape, dtype: torch.dtype, mode: str, device: torch.device) -> 
 
     numel = batch * heads * q_len * k_len
     elem = torch.empty(0, dtype=dtype).element_size()
-    return Case("softmax", "masked_softmax causal+k_lengths", device, dtype, shape, mode, make_inputs, [
+    name = "masked_softmax causal+k_lengths" + ("" if form == "implicit" else f" {form}")
+    return Case("softmax", name, device, dtype, shape, mode, make_inputs, [
         Method("maskattn masked_softmax", ours, ours=True),
         Method("torch masked_fill+softmax", torch_baseline),
     ], work={"bytes": softmax_bytes(numel, elem, mode)}, extra={"seq_len": k_len})
@@ -54,7 +73,9 @@ def softmax_case(shape, dtype: torch.dtype, mode: str, device: torch.device) -> 
 
 def cases(device: torch.device, quick: bool) -> List[Case]:
     if device.type == "cpu":
-        return [softmax_case(CPU_SHAPE, torch.float32, mode, device) for mode in ("fwd", "fwd+bwd")]
+        forms = ("implicit", "bool mask") if quick else MASK_FORMS
+        return [softmax_case(CPU_SHAPE, torch.float32, mode, device, form) for form in forms
+                for mode in ("fwd", "fwd+bwd") if not (form == "out=" and mode != "fwd")]
     dtypes = (torch.bfloat16,) if quick else (torch.float16, torch.bfloat16, torch.float32)
     lengths = (512, 8192) if quick else CUDA_ROW_LENGTHS
     modes = ("fwd",) if quick else ("fwd", "fwd+bwd")

@@ -36,7 +36,9 @@ def _speedup(row: dict) -> str:
 def section(rows: List[dict]) -> str:
     rate_cols = [c for c in RATE_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
     headers = ["case", "dtype", "shape", "mode", "method", "ms"] + [h for _, h, _ in rate_cols]
-    headers += ["maskattn speedup", "note"]
+    headers += ["maskattn speedup"]
+    with_path = any(r.get("path") for r in rows)
+    headers += ["path"] * with_path + ["note"]
     body = []
     previous = None
     for r in rows:
@@ -44,7 +46,7 @@ def section(rows: List[dict]) -> str:
         shown = ["", "", "", ""] if key == previous else [r["name"], r["dtype"], "x".join(map(str, r["shape"])), r["mode"]]
         previous = key
         body.append(shown + [r["method"], _cell(r, "ms", "{:.3f}")] + [_cell(r, k, f) for k, _, f in rate_cols]
-                    + [_speedup(r), (r.get("error") or "")[:70]])
+                    + [_speedup(r)] + [(r.get("path") or "")[:48]] * with_path + [(r.get("error") or "")[:70]])
     return format_table(headers, body)
 
 

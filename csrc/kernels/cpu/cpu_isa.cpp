@@ -1,0 +1,166 @@
+#include "cpu_isa.h"
+
+#include <cpuid.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace maskattn {
+namespace cpu {
+namespace {
+
+struct CpuidRegs {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+};
+
+CpuidRegs cpuid(unsigned leaf, unsigned sub) {
+  CpuidRegs r;
+  if (!__get_cpuid_count(leaf, sub, &r.a, &r.b, &r.c, &r.d)) r = CpuidRegs{};
+  return r;
+}
+
+bool bit(unsigned reg, int n) { return (reg >> n) & 1u; }
+
+// XCR0: which register states the OS saves on a context switch (xgetbv needs OSXSAVE).
+uint64_t xcr0() {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((uint64_t)hi << 32) | lo;
+}
+
+// Linux grants AMX tile data per process on request (arch_prctl ARCH_REQ_XCOMP_PERM).
+bool request_amx_permission() {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+  unsigned long granted = 0;
+  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &granted) != 0) return false;
+  return (granted >> kXfeatureXtiledata) & 1ul;
+#else
+  return false;
+#endif
+}
+
+CpuFeatures detect() {
+  CpuFeatures f;
+  const CpuidRegs l0 = cpuid(0, 0);
+  if (l0.a < 7) return f;
+  const CpuidRegs l1 = cpuid(1, 0), l7 = cpuid(7, 0), l7s1 = cpuid(7, 1);
+  const bool osxsave = bit(l1.c, 27);
+  const uint64_t xcr = osxsave ? xcr0() : 0;
+  const bool os_ymm = (xcr & 0x6) == 0x6;     // SSE and AVX state
+  const bool os_zmm = (xcr & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_tile = (xcr & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
+  f.fma = os_ymm && bit(l1.c, 12);
+  f.f16c = os_ymm && bit(l1.c, 29);
+  f.avx2 = os_ymm && bit(l1.c, 28) && bit(l7.b, 5);
+  f.avx512 = f.avx2 && os_zmm && bit(l7.b, 16) && bit(l7.b, 17) && bit(l7.b, 30) && bit(l7.b, 31);
+  f.avx512_bf16 = f.avx512 && bit(l7s1.a, 5);
+  f.avx512_fp16 = f.avx512 && bit(l7.d, 23);
+  const bool amx_hw = f.avx512 && bit(l7.d, 24) && bit(l7.d, 22);  // AMX-TILE, AMX-BF16
+  f.amx_bf16 = amx_hw && os_tile && request_amx_permission();
+  f.amx_fp16 = f.amx_bf16 && bit(l7s1.a, 21);
+  return f;
+}
+
+std::atomic<int> g_selected{-1};
+std::once_flag g_env_once;
+std::string g_env_error;
+
+void read_env_once() {
+  std::call_once(g_env_once, [] {
+    const char* env = std::getenv("MASKATTN_CPU_ISA");
+    int chosen = (int)best_cpu_isa();
+    if (env != nullptr && env[0] != '\0') {
+      CpuIsa isa;
+      if (!parse_cpu_isa(env, &isa)) {
+        g_env_error = std::string("MASKATTN_CPU_ISA='") + env + "' is not one of avx2, avx512, avx512bf16, amx";
+      } else if (!cpu_supports(isa)) {
+        g_env_error = std::string("MASKATTN_CPU_ISA='") + env + "' asks for a path this CPU (or OS) does not support; " +
+                      "the best it supports is '" + cpu_isa_name(best_cpu_isa()) + "'";
+      } else {
+        chosen = (int)isa;
+      }
+    }
+    int unset = -1;
+    g_selected.compare_exchange_strong(unset, chosen);
+  });
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+bool cpu_supports(CpuIsa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case CpuIsa::Avx2: return f.avx2 && f.fma && f.f16c;
+    case CpuIsa::Avx512: return f.avx512 && f.fma && f.f16c;
+    case CpuIsa::Avx512Bf16: return cpu_supports(CpuIsa::Avx512) && f.avx512_bf16;
+    case CpuIsa::Amx: return cpu_supports(CpuIsa::Avx512) && f.amx_bf16;
+  }
+  return false;
+}
+
+CpuIsa best_cpu_isa() {
+  for (CpuIsa isa : {CpuIsa::Amx, CpuIsa::Avx512Bf16, CpuIsa::Avx512})
+    if (cpu_supports(isa)) return isa;
+  return CpuIsa::Avx2;
+}
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Avx2: return "avx2";
+    case CpuIsa::Avx512: return "avx512";
+    case CpuIsa::Avx512Bf16: return "avx512bf16";
+    case CpuIsa::Amx: return "amx";
+  }
+  return "unknown";
+}
+
+bool parse_cpu_isa(const std::string& name, CpuIsa* isa) {
+  for (CpuIsa i : {CpuIsa::Avx2, CpuIsa::Avx512, CpuIsa::Avx512Bf16, CpuIsa::Amx})
+    if (name == cpu_isa_name(i)) {
+      *isa = i;
+      return true;
+    }
+  return false;
+}
+
+CpuIsa selected_cpu_isa() {
+  int s = g_selected.load(std::memory_order_acquire);
+  if (s < 0) {
+    read_env_once();
+    s = g_selected.load(std::memory_order_acquire);
+  }
+  return (CpuIsa)s;
+}
+
+std::string select_cpu_isa(const std::string& name) {
+  read_env_once();
+  CpuIsa isa;
+  if (!parse_cpu_isa(name, &isa)) return "unknown CPU path '" + name + "' (expected avx2, avx512, avx512bf16 or amx)";
+  if (!cpu_supports(isa))
+    return "this CPU (or OS) does not support the '" + name + "' path; the best it supports is '" +
+           cpu_isa_name(best_cpu_isa()) + "'";
+  g_selected.store((int)isa, std::memory_order_release);
+  return "";
+}
+
+std::string cpu_isa_env_error() {
+  read_env_once();
+  return g_env_error;
+}
+
+}  // namespace cpu
+}  // namespace maskattn

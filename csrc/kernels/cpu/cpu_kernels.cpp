@@ -1,0 +1,58 @@
+#include "cpu_kernels.h"
+
+#include <atomic>
+
+namespace maskattn {
+namespace cpu {
+
+namespace {
+std::atomic<bool> g_avx2_bf16_pairs{false};
+}  // namespace
+
+void use_avx2_bf16_pairs(bool on) { g_avx2_bf16_pairs.store(on, std::memory_order_relaxed); }
+
+const CpuKernels& cpu_kernels() {
+  // AVX2 widens bf16 to fp32 (faster there than multiplying k-pairs); the pairs kernel is kept so
+  // the bf16 operand layouts of the AVX512-BF16 / AMX paths are exercised on any CPU
+  static const CpuKernels avx2{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", nullptr, nullptr, nullptr, nullptr};
+  static const CpuKernels avx2_pairs{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", gemm_bf16_avx2,
+                                     "avx2 (bf16 pairs widened in registers)", nullptr, nullptr};
+  static const CpuKernels avx512{CpuIsa::Avx512, gemm_f32_avx512, "avx512f", nullptr, nullptr, nullptr, nullptr};
+  static const CpuKernels avx512bf16{CpuIsa::Avx512Bf16, gemm_f32_avx512, "avx512f", gemm_bf16_avx512,
+                                     "avx512_bf16 (vdpbf16ps)", nullptr, nullptr};
+  static const CpuKernels amx{CpuIsa::Amx, gemm_f32_avx512, "avx512f", gemm_bf16_amx, "amx-bf16 (tdpbf16ps)",
+                              amx_tiles_begin, amx_tiles_end};
+  switch (selected_cpu_isa()) {
+    case CpuIsa::Avx512: return avx512;
+    case CpuIsa::Avx512Bf16: return avx512bf16;
+    case CpuIsa::Amx: return amx;
+    default: return g_avx2_bf16_pairs.load(std::memory_order_relaxed) ? avx2_pairs : avx2;
+  }
+}
+
+// Vector width of the code compiled for the baseline (-march): softmax, masking, conversions.
+static const char* baseline_vectors() {
+#if defined(__AVX512F__)
+  return "avx512f (baseline -march)";
+#elif defined(__AVX2__)
+  return "avx2+fma (baseline -march)";
+#else
+  return "sse2 (baseline -march)";
+#endif
+}
+
+std::vector<KernelPath> cpu_kernel_paths() {
+  const CpuKernels& k = cpu_kernels();
+  const std::string f32 = k.gemm_f32_isa;
+  return {
+      {"attention float32 products", f32},
+      {"attention bfloat16 products",
+       k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (forward), bf16 widened to fp32, " + f32 + " (backward)"
+                   : "bf16 widened to fp32, " + f32},
+      {"attention float16 products", "fp16 widened to fp32, " + f32},
+      {"softmax, masking, conversions", baseline_vectors()},
+  };
+}
+
+}  // namespace cpu
+}  // namespace maskattn

@@ -1,0 +1,197 @@
+"""The CPU paths chosen at run time (avx2, avx512, avx512bf16, amx): every path this CPU supports
+runs the ops against the float64 reference; a path it lacks is refused with a clear error (and its
+tests are skipped, saying so). Also: out= and in-place masked_softmax, and scratch memory reused
+across calls of different shapes and from several Python threads."""
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+import maskattn as ma
+from maskattn import _C
+from maskattn.reference import reference_masked_softmax
+
+from test_attention import check_against_reference, qkv
+from test_masked_softmax import torch_same_precision
+from tolerance import assert_rule
+
+PATHS = ["avx2", "avx512", "avx512bf16", "amx"]
+SUPPORTED = ma.build_info()["cpu_isa_supported"]
+
+
+@pytest.fixture
+def cpu_path(request):
+    """Selects a CPU path for one test and restores the previous one afterwards."""
+    name = request.param
+    if name not in SUPPORTED:
+        pytest.skip(f"this CPU does not support the {name} path (supported: {', '.join(SUPPORTED)}); "
+                    "it runs on a CPU that has it")
+    before = ma.build_info()["cpu_isa"]
+    _C._set_cpu_isa(name)
+    yield name
+    _C._set_cpu_isa(before)
+
+
+@pytest.mark.parametrize("cpu_path", PATHS, indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_attention_on_every_path(cpu_path, dtype):
+    assert ma.build_info()["cpu_isa"] == cpu_path
+    b, h, hkv = 2, 4, 2
+    for lq, lk, d, dv, kw in [(150, 150, 64, 64, {"causal": True, "k_lengths": torch.tensor([150, 71])}),
+                              (70, 211, 80, 48, {"mask": torch.rand(b, 1, 70, 211) > 0.3}),
+                              (3, 300, 128, 128, {"align": "bottom_right", "causal": True}),
+                              (97, 97, 40, 24, {})]:
+        q, k, v = qkv(b, h, hkv, lq, lk, d, dv, "cpu", dtype)
+        check_against_reference(q, k, v, f"{cpu_path} {dtype} {lq}x{lk} d={d}", **kw)
+
+
+def test_bf16_pair_layouts_on_avx2():
+    """The bf16 k-pair operand layouts (packing, bf16 q and probabilities, the scale on S) that the
+    AVX512-BF16 and AMX kernels read, run here by the AVX2 kernel that widens pairs in registers."""
+    before = ma.build_info()["cpu_isa"]
+    _C._set_cpu_isa("avx2")
+    _C._use_avx2_bf16_pairs(True)
+    try:
+        assert "pairs" in ma.build_info()["cpu_kernels"]["attention bfloat16 products"]
+        for b, h, hkv, lq, lk, d, dv, kw in [(2, 4, 2, 150, 150, 64, 64, {"causal": True}),
+                                             (2, 6, 2, 37, 211, 80, 48, {"k_lengths": torch.tensor([211, 90])}),
+                                             (1, 8, 1, 97, 97, 40, 24, {"mask": torch.rand(97, 97) > 0.4}),
+                                             (2, 2, 2, 70, 33, 128, 16, {"window": (20, 3)})]:
+            q, k, v = qkv(b, h, hkv, lq, lk, d, dv, "cpu", torch.bfloat16)
+            check_against_reference(q, k, v, f"pairs {lq}x{lk} d={d} dv={dv}", **kw)
+    finally:
+        _C._use_avx2_bf16_pairs(False)
+        _C._set_cpu_isa(before)
+
+
+@pytest.mark.parametrize("cpu_path", PATHS, indirect=True)
+def test_masked_softmax_on_every_path(cpu_path):
+    x = torch.randn(2, 3, 37, 300) * 2
+    mask = torch.rand(2, 1, 37, 300) > 0.5
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        xd = x.to(dtype)
+        got = ma.masked_softmax(xd, mask, scale=0.8, causal=True)
+        ref = reference_masked_softmax(xd, mask, scale=0.8, causal=True)
+        assert_rule(got, ref, torch_same_precision(xd, mask, 0.8, causal=True), f"{cpu_path} {dtype}")
+
+
+def test_paths_are_reported_and_refused_clearly():
+    info = ma.build_info()
+    assert info["cpu_isa"] in PATHS and info["cpu_isa_best"] in PATHS
+    assert "avx2" in info["cpu_isa_supported"]
+    assert info["cpu_arch"] and isinstance(info["cpu_kernels"], dict) and info["cpu_kernels"]
+    with pytest.raises(ValueError, match="unknown CPU path 'avx9'"):
+        _C._set_cpu_isa("avx9")
+    for name in PATHS:
+        if name not in SUPPORTED:
+            with pytest.raises(ValueError, match=f"does not support the '{name}' path"):
+                _C._set_cpu_isa(name)
+    assert ma.build_info()["cpu_isa"] == info["cpu_isa"]  # a refused path leaves the selection alone
+
+
+@pytest.mark.parametrize("value", ["avx9", "avx2"] + [p for p in PATHS if p not in SUPPORTED][:1])
+def test_environment_variable_selects_or_refuses(value):
+    code = ("import torch, maskattn as ma\n"
+            "print(ma.build_info()['cpu_isa'])\n"
+            "try:\n"
+            "    ma.masked_attention(*(torch.randn(1, 1, 4, 8) for _ in range(3)))\n"
+            "    print('ran')\n"
+            "except RuntimeError as e:\n"
+            "    print('refused:', e)\n")
+    env = dict(os.environ, MASKATTN_CPU_ISA=value, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    if value in SUPPORTED:
+        assert out.stdout.split() == [value, "ran"]
+    else:
+        assert "refused:" in out.stdout and "MASKATTN_CPU_ISA" in out.stdout and value in out.stdout
+
+
+def test_masked_softmax_out_and_in_place():
+    x = torch.randn(3, 2, 40, 70)
+    kl = torch.tensor([70, 33, 1])
+    want = ma.masked_softmax(x, causal=True, k_lengths=kl, scale=0.5)
+    out = torch.full_like(x, float("nan"))
+    assert ma.masked_softmax(x, causal=True, k_lengths=kl, scale=0.5, out=out) is out
+    assert torch.equal(out, want)
+    y = x.clone()
+    assert ma.masked_softmax_(y, causal=True, k_lengths=kl, scale=0.5) is y
+    assert torch.equal(y, want)
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        xd = x.to(dtype)
+        yd = xd.clone()
+        ma.masked_softmax_(yd, x > 0)
+        assert torch.equal(yd, ma.masked_softmax(xd, x > 0))
+    with pytest.raises(RuntimeError, match="out must have"):
+        ma.masked_softmax(x, out=torch.empty(3, 2, 40, 71))
+    with pytest.raises(RuntimeError, match="out must be contiguous"):
+        ma.masked_softmax(x, out=torch.empty(3, 2, 70, 40).transpose(-1, -2))
+    with pytest.raises(ValueError, match="contiguous"):
+        ma.masked_softmax_(x.transpose(-1, -2))
+    with pytest.raises(RuntimeError, match="autograd"):
+        ma.masked_softmax(x.requires_grad_(), out=out)
+
+
+def test_scratch_reused_across_shapes_and_threads():
+    shapes = [(2, 4, 2, 130, 130, 64), (1, 2, 1, 700, 300, 32), (3, 2, 2, 64, 64, 128), (2, 4, 4, 1, 513, 64)]
+    cases = []
+    for b, h, hkv, lq, lk, d in shapes:
+        q, k, v = qkv(b, h, hkv, lq, lk, d, d, "cpu", torch.float32)
+        kl = torch.randint(1, lk + 1, (b,))
+        cases.append((q, k, v, kl))
+
+    def run(case):
+        q, k, v, kl = case
+        out = ma.masked_attention(q, k, v, causal=True, k_lengths=kl, align="bottom_right")
+        grads = torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
+        return [out.detach()] + list(grads)
+
+    _C._trim_cpu_scratch()
+    serial = [run(c) for c in cases]
+    assert _C._cpu_scratch_bytes() > 0  # blocks were kept for the next call
+    for case, want in zip(cases, serial):  # again, from pooled blocks that held other shapes
+        assert all(torch.equal(a, b) for a, b in zip(run(case), want))
+    results, errors = {}, []
+
+    def worker(t):
+        try:
+            for r in range(3):
+                idx = (t + r) % len(cases)
+                results[(t, r)] = (idx, run(cases[idx]))
+        except Exception as exc:  # noqa: BLE001  (reported by the assert below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for idx, got in results.values():
+        assert all(torch.equal(a, b) for a, b in zip(got, serial[idx]))
+
+
+def test_wide_instructions_only_in_their_microkernels():
+    """Built for the x86-64-v3 baseline: AVX-512 and AMX instructions appear only in the functions of
+    the microkernels compiled for them (called after the run-time check), so any AVX2 CPU can load
+    and run the rest."""
+    import re
+    import shutil
+
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    out = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", _C.__file__], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    wide = re.compile(r"%zmm|%tmm|%k[1-7]\b|tdpbf16ps|vdpbf16ps|ldtilecfg")
+    function, offenders = None, set()
+    for line in out.stdout.splitlines():
+        if line.endswith(">:"):
+            function = line
+        elif wide.search(line) and not re.search(r"Avx512|avx512|amx", function or ""):
+            offenders.add(function)
+    assert not offenders, sorted(offenders)[:5]
