@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "../mask_spec.h"
+#include "mask_grad.h"
 
 namespace maskattn {
 
@@ -22,7 +23,8 @@ struct MaskedSoftmaxParams {
 // grad_scores = scale * probs * (grad - sum(grad * probs)) row by row; all three contiguous,
 // rows x k_len, row r = ((b * heads + h) * q_len + i). Masked entries have probs == 0, so they get
 // zero gradient whatever the kernel does; `mask` (the band: causal, window, k_lengths) only lets
-// a kernel skip reading keys outside key_range(b, i).
+// a kernel skip reading keys outside key_range(b, i). mask_grad (optional) receives
+// probs * (grad - sum(grad * probs)), the gradient of an additive mask, in the same pass.
 struct MaskedSoftmaxBwdParams {
   ScalarKind dtype = ScalarKind::Float32;
   const void* grad = nullptr;
@@ -32,6 +34,7 @@ struct MaskedSoftmaxBwdParams {
   int64_t heads = 1, q_len = 1;
   double scale = 1.0;
   MaskSpec mask;
+  MaskGradOut mask_grad;
 };
 
 void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p);

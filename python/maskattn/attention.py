@@ -4,7 +4,7 @@ from typing import Optional
 
 import torch
 
-from ._args import check_tensor, split_align, split_segments, split_window
+from ._args import check_dropout, check_tensor, split_align, split_segments, split_window
 from ._ops import ops
 
 
@@ -12,6 +12,7 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
                      causal: bool = False, align: str = "top_left", window=None,
                      q_lengths: Optional[torch.Tensor] = None, k_lengths: Optional[torch.Tensor] = None,
                      key_mask: Optional[torch.Tensor] = None, segments=None, scale: Optional[float] = None,
+                     dropout_p: float = 0.0, generator: Optional[torch.Generator] = None,
                      return_weights: bool = False, return_lse: bool = False):
     """``softmax(q k^T * scale + mask) v`` with online softmax and no ``Lq x Lk`` buffer.
 
@@ -29,11 +30,23 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
     global position ``qs`` and keys at ``ks`` using ``o = qs - ks``. Implicit masks are never
     materialised and wholly masked tiles are skipped.
 
+    ``dropout_p``: attention dropout, as SDPA's (applied whenever ``dropout_p > 0``, so pass 0 at
+    evaluation). Each probability is dropped with probability ``p`` and the kept ones are scaled
+    by ``1/(1-p)``; the decisions are counter-based random numbers (Philox, ``p`` resolved to a
+    multiple of ``2**-16``) of one ``(seed, offset)`` drawn from ``generator`` (or torch's default
+    generator of q's device), keyed by ``(b, h, i, j)``: the backward regenerates them, the same
+    generator state gives the same result on every call, and CPU and CUDA drop the same positions.
+    Each call advances the generator (on CUDA its Philox offset, as torch's random ops do).
+
     Returns ``out``, or ``(out, weights)``, ``(out, lse)``, ``(out, weights, lse)``: weights
-    ``(B, H, Lq, Lk)`` in q's dtype, lse ``(B, H, Lq)`` float32, the natural log-sum-exp of the
-    scaled masked scores. A row that may attend to no key (padded query, all keys masked) gives
-    output 0, weights 0, lse ``-inf`` and zero gradient, never NaN. Differentiable in q, k, v
-    (and through ``lse`` and ``weights`` when returned).
+    ``(B, H, Lq, Lk)`` in q's dtype (the probabilities before dropout), lse ``(B, H, Lq)`` float32,
+    the natural log-sum-exp of the scaled masked scores (dropout leaves it alone). A row that may
+    attend to no key (padded query, all keys masked) gives output 0, weights 0, lse ``-inf`` and
+    zero gradient, never NaN. A row whose keys all carry one large finite value (``-1e9``,
+    ``finfo.min``) attends uniformly, as in torch. Differentiable in q, k, v, in an additive float
+    ``mask`` that requires grad (its gradient summed over the dims it broadcasts over, fused into
+    the backward: deterministic on CPU, atomic adds on CUDA where the mask broadcasts), and through
+    ``lse`` and ``weights`` when returned.
     """
     fn = "masked_attention"
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -47,9 +60,10 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
                          f"{q.shape[2]} and Lk {k.shape[2]}; pass segments=(q_segments, k_segments)")
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    out, lse, weights = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset, left, right,
-                                             q_lengths, k_lengths, key_mask, q_seg, k_seg, float(scale),
-                                             bool(return_weights))
+    check_dropout(dropout_p, generator, fn)
+    out, lse, weights, _, _ = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset, left,
+                                                   right, q_lengths, k_lengths, key_mask, q_seg, k_seg, float(scale),
+                                                   bool(return_weights), float(dropout_p), generator)
     if return_weights and return_lse:
         return out, weights, lse
     if return_weights:

@@ -20,7 +20,9 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     ``(B, L)`` when ``Lq == Lk``, or a pair ``(q_segments, k_segments)``; negative ids are padding)
     restricts each row to keys of its own document; ``align`` may be an int offset ``o`` (aligned
     position ``p = i + o``). A row with no allowed key is all zeros
-    (and gets zero gradient), never NaN. Differentiable in ``scores``.
+    (and gets zero gradient), never NaN. Differentiable in ``scores`` and in an additive float
+    ``mask`` that requires grad (its gradient summed over the dims it broadcasts over, computed in
+    the same pass as the scores' gradient).
     """
     fn = "masked_softmax"
     check_tensor(scores, "scores", fn)
