@@ -31,7 +31,9 @@ struct DropoutSpec {
   }
   // The 16 bits of element e from the Philox words of its group.
   MA_HD static uint32_t bits_of(const Philox4& w, uint64_t e) {
-    const uint32_t word = w.word[(e % kDropoutGroup) / 2];
+    // selects, not an indexed load: a runtime index would put the words in GPU local memory
+    const uint32_t k = (uint32_t)(e % kDropoutGroup) / 2;
+    const uint32_t word = k == 0 ? w.word[0] : k == 1 ? w.word[1] : k == 2 ? w.word[2] : w.word[3];
     return (e & 1) ? word >> 16 : word & 0xffffu;
   }
   MA_HD bool keeps_element(uint64_t e) const {

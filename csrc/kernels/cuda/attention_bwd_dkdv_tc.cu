@@ -15,7 +15,8 @@ static void launch_dkdv_bucket(const AttentionBwdParams& p, const BwdRowStats& s
   auto* kernel = attention_bwd_dkdv_tc_kernel<Elem, HD>;
   allow_dynamic_smem(kernel, Cfg::kSmemBytes, "attention_bwd_dkdv_tc_kernel");
   kernel<<<grid_of(k_tiles * f.batch * f.kv_heads, "attention_bwd_dkdv_tc_kernel"), Cfg::kThreads,
-           Cfg::kSmemBytes, stream>>>(p, stats.lse2, stats.delta, k_tiles, later_key_tiles_heavier(f.mask));
+           Cfg::kSmemBytes, stream>>>(p, stats.m2, stats.log_sum2, stats.delta, k_tiles,
+                                      later_key_tiles_heavier(f.mask));
   gpu::check_launch("attention_bwd_dkdv_tc_kernel");
 }
 

@@ -15,7 +15,7 @@ static void launch_dq_bucket(const AttentionBwdParams& p, const BwdRowStats& sta
   auto* kernel = attention_bwd_dq_tc_kernel<Elem, HD>;
   allow_dynamic_smem(kernel, Cfg::kSmemBytes, "attention_bwd_dq_tc_kernel");
   kernel<<<grid_of(q_tiles * f.batch * f.heads, "attention_bwd_dq_tc_kernel"), Cfg::kThreads, Cfg::kSmemBytes,
-           stream>>>(p, stats.lse2, stats.delta, q_tiles, later_query_tiles_heavier(f.mask));
+           stream>>>(p, stats.m2, stats.log_sum2, stats.delta, q_tiles, later_query_tiles_heavier(f.mask));
   gpu::check_launch("attention_bwd_dq_tc_kernel");
 }
 
