@@ -48,6 +48,24 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
     the backward: deterministic on CPU, atomic adds on CUDA where the mask broadcasts), and through
     ``lse`` and ``weights`` when returned.
     """
+    out, weights, lse, _ = attention_with_rng_state(
+        q, k, v, mask=mask, causal=causal, align=align, window=window, q_lengths=q_lengths, k_lengths=k_lengths,
+        key_mask=key_mask, segments=segments, scale=scale, dropout_p=dropout_p, generator=generator,
+        return_weights=return_weights)
+    if return_weights and return_lse:
+        return out, weights, lse
+    if return_weights:
+        return out, weights
+    if return_lse:
+        return out, lse
+    return out
+
+
+def attention_with_rng_state(q, k, v, *, mask=None, causal=False, align="top_left", window=None, q_lengths=None,
+                             k_lengths=None, key_mask=None, segments=None, scale=None, dropout_p=0.0,
+                             generator=None, return_weights=False):
+    """masked_attention's (out, weights, lse, rng_state): rng_state is the (2,) int64 (seed, offset)
+    the dropout drew with, for maskattn._debug.dropout_keep_mask (weights empty unless asked for)."""
     fn = "masked_attention"
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_tensor(t, name, fn, dims=4)
@@ -61,13 +79,8 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     check_dropout(dropout_p, generator, fn)
-    out, lse, weights, _, _ = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset, left,
-                                                   right, q_lengths, k_lengths, key_mask, q_seg, k_seg, float(scale),
-                                                   bool(return_weights), float(dropout_p), generator)
-    if return_weights and return_lse:
-        return out, weights, lse
-    if return_weights:
-        return out, weights
-    if return_lse:
-        return out, lse
-    return out
+    out, lse, weights, _, rng_state = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset,
+                                                           left, right, q_lengths, k_lengths, key_mask, q_seg,
+                                                           k_seg, float(scale), bool(return_weights),
+                                                           float(dropout_p), generator)
+    return out, weights, lse, rng_state
