@@ -54,13 +54,20 @@ def dropout_case(q, k, v, p, generator=None, **kw):
     return out, weights, lse, keep
 
 
+# floor of the gradients' error relative to their size: the flash backward's delta =
+# rowsum(dout * out) reads out rounded to its dtype, so rows with one kept key (where torch's
+# softmax backward cancels exactly) keep a few ulps; tests/test_attention.py does the same in float32
+GRAD_FLOOR = {torch.float32: 1e-5, torch.float16: 4 * 2.0 ** -10, torch.bfloat16: 4 * 2.0 ** -7}
+
+
 def assert_grads_close(ours, ref, same, what):
     for name, o, r, s in zip("qkv", ours, ref, same):
-        if o.dtype == torch.float32:
-            bound = max(2 * max_err(s, r), 1e-5 * max(1.0, r.abs().max().item()))
-            assert max_err(o, r) <= bound, f"d{name} {what}: {max_err(o, r):.3g} > {bound:.3g}"
-        else:
+        if o.dtype == torch.float64:
             assert_rule(o, r, s, f"d{name} {what}")
+            continue
+        bound = max(2 * max_err(s, r) + (0 if o.dtype == torch.float32 else 2e-4),
+                    GRAD_FLOOR[o.dtype] * max(1.0, r.abs().max().item()))
+        assert max_err(o, r) <= bound, f"d{name} {what}: {max_err(o, r):.3g} > {bound:.3g}"
 
 
 MASKS = {

@@ -48,19 +48,21 @@ struct BackwardPass {
               GemmInto::Overwrite);
     const DropoutSpec& drop = bp.fwd.dropout;
     float* keep = w.keep.get();
+    if (drop.enabled) {
+      uint64_t e0[kBlockQ];
+      for (int64_t r = 0; r < rows; ++r) e0[r] = drop.element(b, h, g.first_row(qt) + r, kt * kBlockK);
+      dropout_rows(drop, e0, rows, n, (float)drop.scale, keep, kBlockK);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       float* dsr = ds + r * kBlockK;
-      if (drop.enabled) {
-        dropout_row(drop, drop.element(b, h, g.first_row(qt) + r, kt * kBlockK), n, (float)drop.scale, keep);
-        multiply_row(dsr, keep, n);
-      }
+      if (drop.enabled) multiply_row(dsr, keep + r * kBlockK, n);
       if (bp.dweights)
         for (int64_t c = 0; c < n; ++c)
           dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
       const f32x16 delta = splat16(ops.delta.get()[row0 + r]);
       for (int64_t c = 0; c < cols; c += kLanes)
         store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
-      if (drop.enabled) multiply_row(s + r * kBlockK, keep, n);
+      if (drop.enabled) multiply_row(s + r * kBlockK, keep + r * kBlockK, n);
     }
     if (with_kv && bp.mask_grad.wanted())
       add_mask_grad_tile<float>(bp.mask_grad, b, h, g.first_row(qt), rows, kt * kBlockK, n, ds, kBlockK);

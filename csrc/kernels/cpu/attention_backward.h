@@ -34,7 +34,7 @@ struct BackwardScratch {
         bias(2 * kBlockK),
         dk(kBlockK * g.d_pad),
         dv(kBlockK * g.dv_pad),
-        keep(kBlockK) {}
+        keep(kBlockQ * kBlockK) {}
 };
 
 // Scores of query tile qt (rows of (b, h)) against key tile kt, masked, turned into probabilities

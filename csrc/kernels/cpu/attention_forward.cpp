@@ -37,7 +37,7 @@ struct ForwardScratch {
         lse(rows),
         bias(2 * kBlockK),
         log_sum(rows),
-        keep(kBlockK) {}
+        keep(rows * kBlockK) {}
 };
 
 struct ForwardItem {

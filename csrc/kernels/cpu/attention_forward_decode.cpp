@@ -38,7 +38,7 @@ struct DecodeScratch {
         bias(kBlockK),
         row_max(kLanes),
         log_sum(kLanes),
-        keep(kBlockK) {}
+        keep(kLanes * kBlockK) {}
 };
 
 struct DecodeItem {
@@ -159,10 +159,11 @@ struct DecodeItem {
   // Dropout of the transposed probabilities of key tile j0 (n keys), one lane (query row) at a time.
   void drop_lanes(int64_t j0, int64_t n, float* s_t) const {
     float* keep = w.keep.get();
-    for (int64_t lane = 0; lane < rows(); ++lane) {
-      dropout_row(p.dropout, p.dropout.element(b, head(lane), lane % g.q_len, j0), n, 1.f, keep);
-      for (int64_t j = 0; j < n; ++j) s_t[j * kLanes + lane] *= keep[j];
-    }
+    uint64_t e0[kLanes];
+    for (int64_t lane = 0; lane < rows(); ++lane) e0[lane] = p.dropout.element(b, head(lane), lane % g.q_len, j0);
+    dropout_rows(p.dropout, e0, rows(), n, 1.f, keep, kBlockK);
+    for (int64_t lane = 0; lane < rows(); ++lane)
+      for (int64_t j = 0; j < n; ++j) s_t[j * kLanes + lane] *= keep[lane * kBlockK + j];
   }
 
   bool v_direct() const { return p.dtype == ScalarKind::Float32 && g.dv % kLanes == 0; }

@@ -1,6 +1,8 @@
 """CPU attention (B, H, L, D) float32: dense, causal and causal + random key lengths (50-100% of L),
 forward and forward+backward, against SDPA (is_causal or the equivalent bool mask) and, for causal,
-compiled FlexAttention. Rates count only the work the mask leaves (work.attention_flops_unmasked)."""
+compiled FlexAttention; dense with attention dropout 0.1, against the same call without dropout
+(the cost of the draws) and SDPA's dropout. Rates count only the work the mask leaves
+(work.attention_flops_unmasked)."""
 from typing import List
 
 import torch
@@ -14,7 +16,8 @@ from .harness import Case, Method, timed_call
 from .work import allowed_pairs, attention_flops_unmasked
 
 SHAPES = ((8, 12, 512, 64), (2, 12, 2048, 64))
-VARIANTS = ("dense", "causal", "causal+k_lengths")
+VARIANTS = ("dense", "causal", "causal+k_lengths", "dense+dropout")
+DROPOUT_P = 0.1
 
 
 def make_inputs(shape, variant: str, mode: str, device: torch.device, with_flex: bool):
@@ -36,21 +39,33 @@ def make_inputs(shape, variant: str, mode: str, device: torch.device, with_flex:
 
 
 def methods(variant: str, mode: str, with_flex: bool) -> List[Method]:
-    causal = variant != "dense"
+    causal = variant.startswith("causal")
+    dropout_p = DROPOUT_P if variant.endswith("dropout") else 0.0
 
-    def ours(x):
-        return timed_call(lambda: ma.masked_attention(x["q"], x["k"], x["v"], causal=causal, k_lengths=x["k_lengths"]),
-                          [x["q"], x["k"], x["v"]], mode)
+    def ours_with(p):
+        def build(x):
+            return timed_call(lambda: ma.masked_attention(x["q"], x["k"], x["v"], causal=causal,
+                                                          k_lengths=x["k_lengths"], dropout_p=p),
+                              [x["q"], x["k"], x["v"]], mode)
+        return build
+
+    ours = ours_with(dropout_p)
 
     def sdpa(x):
         kwargs = {"attn_mask": x["sdpa_mask"]} if x["sdpa_mask"] is not None else {"is_causal": causal}
-        return timed_call(lambda: F.scaled_dot_product_attention(x["q"], x["k"], x["v"], **kwargs),
+        return timed_call(lambda: F.scaled_dot_product_attention(x["q"], x["k"], x["v"], dropout_p=dropout_p,
+                                                                 **kwargs),
                           [x["q"], x["k"], x["v"]], mode)
 
     def flex(x):
         return timed_call(flex_method_call(x["q"], x["k"], x["v"], x["block_mask"]), [x["q"], x["k"], x["v"]], mode)
 
     sdpa_name = {"dense": "sdpa", "causal": "sdpa is_causal"}.get(variant, "sdpa bool mask")
+    if dropout_p > 0:
+        # the same call without dropout, timed in the same run: the ratio is the cost of dropout
+        return [Method(f"maskattn masked_attention dropout {dropout_p}", ours, ours=True),
+                Method("maskattn masked_attention no dropout", ours_with(0.0)),
+                Method(f"sdpa dropout {dropout_p}", sdpa)]
     out = [Method("maskattn masked_attention", ours, ours=True), Method(sdpa_name, sdpa)]
     if with_flex:
         out.append(Method("flex_attention compiled", flex))
@@ -62,7 +77,7 @@ def attention_case(shape, variant: str, mode: str, device: torch.device, quick: 
     with_flex = variant == "causal" and not quick  # compiling takes seconds per variant
 
     def work(x):
-        pairs = allowed_pairs(seq, seq, causal=variant != "dense", k_lengths=x["k_lengths"], batch=batch)
+        pairs = allowed_pairs(seq, seq, causal=variant.startswith("causal"), k_lengths=x["k_lengths"], batch=batch)
         return {"flops_unmasked": attention_flops_unmasked(heads, dim, pairs, mode)}
 
     return Case("attention", f"attention {variant}", device, torch.float32, shape, mode,
@@ -72,7 +87,8 @@ def attention_case(shape, variant: str, mode: str, device: torch.device, quick: 
 
 def cases(device: torch.device, quick: bool) -> List[Case]:
     if quick:
-        plan = [(SHAPES[0], v, "fwd") for v in VARIANTS] + [(SHAPES[0], "causal", "fwd+bwd")]
+        plan = [(SHAPES[0], v, "fwd") for v in VARIANTS[:3]] + [(SHAPES[0], v, "fwd+bwd")
+                                                                for v in ("causal", "dense+dropout")]
     else:
         plan = [(s, v, m) for s in SHAPES for m in ("fwd", "fwd+bwd") for v in VARIANTS]
     return [attention_case(s, v, m, device, quick) for s, v, m in plan]
