@@ -142,6 +142,13 @@ struct MaskSpec {
     }
   }
 
+  // The additive value in double: a float64 mask keeps its precision on the float64 paths (gradcheck).
+  MA_HD double additive_f64(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (mask_kind == ScalarKind::Float64 && mask != nullptr)
+      return static_cast<const double*>(mask)[mask_offset(b, h, i, j)];
+    return additive(b, h, i, j);
+  }
+
   // (min, max) of the ids of positions [p0, p1) (p1 > p0), from the chunks that cover them.
   MA_HD static SegmentBounds segment_bounds(const SegmentBounds* bounds, int64_t p0, int64_t p1) {
     SegmentBounds r = bounds[p0 / kSegmentChunk];
@@ -160,13 +167,6 @@ struct MaskSpec {
     if (q.max < 0 || k.max < 0 || q.max < k.min || k.max < q.min) return TileState::Empty;
     const bool one_id = q.min == q.max && k.min == k.max && q.min == k.min;
     return one_id ? TileState::Full : TileState::Partial;
-  }
-
-  // additive() for float64 math: a float64 mask is read at full precision.
-  MA_HD double additive_f64(int64_t b, int64_t h, int64_t i, int64_t j) const {
-    if (mask_kind == ScalarKind::Float64 && mask != nullptr)
-      return static_cast<const double*>(mask)[mask_offset(b, h, i, j)];
-    return additive(b, h, i, j);
   }
 
   // Summary flags of the mask block holding (i, j) (mask_blocks must be set).

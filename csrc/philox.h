@@ -13,8 +13,12 @@ MA_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
   lo = (uint32_t)p;
 }
 
-// First 32-bit output of Philox4x32-10 for counter (index, offset) under key seed.
-MA_HD uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t index) {
+// The four 32-bit words of Philox4x32-10 for counter (index, offset) under key seed.
+struct Philox4 {
+  uint32_t word[4];
+};
+
+MA_HD Philox4 philox4x32(uint64_t seed, uint64_t offset, uint64_t index) {
   uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32);
   uint32_t c2 = (uint32_t)offset, c3 = (uint32_t)(offset >> 32);
   uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
@@ -30,7 +34,12 @@ MA_HD uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t index) {
     k0 += 0x9E3779B9u;  // Weyl key schedule
     k1 += 0xBB67AE85u;
   }
-  return c0;
+  return {{c0, c1, c2, c3}};
+}
+
+// First 32-bit output of Philox4x32-10 for counter (index, offset) under key seed.
+MA_HD uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t index) {
+  return philox4x32(seed, offset, index).word[0];
 }
 
 // Uniform float in [0, 1) with 24 random bits.

@@ -287,10 +287,17 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.maskattn.masked_attention, args)
     torch.library.opcheck(torch.ops.maskattn.masked_attention, (q, k, v, None, False, "top_left", -2, None, None,
                                                                 None, None, None, None, None, 0.5, False))
-    out, lse, w = torch.ops.maskattn.masked_attention(*args)
+    out, lse, w, stats, rng = torch.ops.maskattn.masked_attention(*args)
     bwd_args = (torch.randn_like(out), torch.randn_like(lse), torch.randn_like(w), q.detach(), k.detach(),
                 v.detach(), out.detach(), lse.detach()) + args[3:15]
     torch.library.opcheck(torch.ops.maskattn.masked_attention_backward, bwd_args)
+    torch.library.opcheck(torch.ops.maskattn.masked_attention_backward, bwd_args + (stats, 0.0, None, False))
+    # dropout replayed from the forward's rng_state; the gradient of an additive mask
+    drop = torch.ops.maskattn.masked_attention(*args[:16], 0.3, None)
+    torch.library.opcheck(torch.ops.maskattn.masked_attention_backward, bwd_args + (drop[3], 0.3, drop[4], False))
+    add_args = (bwd_args[:8] + (torch.randn(4, 5, 9, device=device),) + bwd_args[9:] + (stats, 0.0, None, True))
+    torch.library.opcheck(torch.ops.maskattn.masked_attention_backward, add_args)
+    torch.library.opcheck(torch.ops.maskattn.dropout_keep_mask, (2, 3, 5, 7, 0.4, 12345, 8, torch.device(device)))
 
 
 @pytest.mark.parametrize("device", DEVICES)

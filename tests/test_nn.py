@@ -65,11 +65,72 @@ def test_causal_unbatched_no_weights_and_grad(device):
     torch.testing.assert_close(alone, ref)
 
 
-def test_fallback_for_dropout_and_bias_kv():
-    m = ma.nn.MultiheadAttention(8, 2, dropout=0.1, add_bias_kv=True)
-    x = torch.randn(4, 2, 8)
-    out, _ = m(x, x, x)
-    assert m.last_path == "torch" and out.shape == (4, 2, 8)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("bias_kv,zero_attn", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("masks", ["none", "kpm_bool", "attn_bool_2d", "float_both", "causal"])
+def test_bias_kv_and_zero_attn_match_torch(device, bias_kv, zero_attn, masks):
+    """The appended key/value columns run on the fused kernel and match torch's module."""
+    e, heads, n, lq, lk = 16, 4, 3, 7, 9
+    ours, theirs = twin_modules(device, embed_dim=e, num_heads=heads, add_bias_kv=bias_kv, add_zero_attn=zero_attn)
+    with torch.no_grad():
+        for p in (theirs.bias_k, theirs.bias_v, ours.bias_k, ours.bias_v):
+            if p is not None:
+                p.normal_()
+    ours.load_state_dict(theirs.state_dict())
+    q, k, v = inputs(False, n, lq, lk, e, e, e, device)
+    kw = {}
+    if masks == "kpm_bool":
+        kw["key_padding_mask"] = torch.rand(n, lk, device=device) < 0.3
+    if masks == "attn_bool_2d":
+        kw["attn_mask"] = torch.rand(lq, lk, device=device) < 0.3
+    if masks == "float_both":
+        kw["attn_mask"] = torch.randn(n * heads, lq, lk, dtype=torch.float64, device=device)
+        kw["key_padding_mask"] = torch.randn(n, lk, dtype=torch.float64, device=device)
+    if masks == "causal":
+        k = v = q  # self-attention
+        kw = {"attn_mask": torch.ones(lq, lq, dtype=torch.bool, device=device).triu(1), "is_causal": True}
+    q.requires_grad_()
+    out, w = ours(q, k, v, average_attn_weights=False, **kw)
+    ref, rw = theirs(q, k, v, average_attn_weights=False, **kw)
+    assert ours.last_path == "fused" and w.shape[-1] == (k.shape[0] + bias_kv + zero_attn)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(w, rw)
+    g = torch.randn_like(out)
+    ours_grads = torch.autograd.grad(out, [q] + [p for p in (ours.bias_k, ours.in_proj_weight) if p is not None], g)
+    ref_grads = torch.autograd.grad(ref, [q] + [p for p in (theirs.bias_k, theirs.in_proj_weight) if p is not None], g)
+    for a, b in zip(ours_grads, ref_grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_training_dropout_runs_fused(device, need_weights):
+    """In training the module drops on the fused kernel: the returned weights are torch's kind
+    (dropped and rescaled) and the output is exactly those weights applied to the projected values;
+    p = 0 or eval mode give torch's module's results."""
+    e, heads, n, lq, lk, p = 16, 4, 3, 40, 50, 0.25
+    ours, theirs = twin_modules(device, embed_dim=e, num_heads=heads, dropout=p, add_bias_kv=True)
+    ours.train()
+    q, k, v = inputs(False, n, lq, lk, e, e, e, device)
+    kpm = torch.rand(n, lk, device=device) < 0.2
+    out, w = ours(q, k, v, key_padding_mask=kpm, need_weights=need_weights, average_attn_weights=False)
+    assert ours.last_path == "fused" and out.shape == (lq, n, e)
+    if need_weights:
+        kept = w > 0
+        allowed = ~torch.nn.functional.pad(kpm, (0, 1)).view(n, 1, 1, lk + 1).expand_as(w)
+        frac = kept[allowed].double().mean().item()
+        assert abs(frac - (1 - p)) < 0.05, f"kept fraction {frac}"
+        # out = out_proj(concat_heads(W_dropped @ V)) with the values projected and extended as torch does
+        vv = torch.nn.functional.linear(v, ours.in_proj_weight[2 * e:], ours.in_proj_bias[2 * e:])
+        vv = torch.cat([vv, ours.bias_v.expand(1, n, e)]).view(lk + 1, n, heads, e // heads).permute(1, 2, 0, 3)
+        manual = (w @ vv).permute(2, 0, 1, 3).reshape(lq, n, e)
+        manual = torch.nn.functional.linear(manual, ours.out_proj.weight, ours.out_proj.bias)
+        torch.testing.assert_close(out, manual)
+    ours.eval()
+    out_eval, w_eval = ours(q, k, v, key_padding_mask=kpm)
+    ref, rw = theirs(q, k, v, key_padding_mask=kpm)
+    torch.testing.assert_close(out_eval, ref)
+    torch.testing.assert_close(w_eval, rw)
 
 
 def test_fully_padded_sequence_gives_zeros_not_nan():

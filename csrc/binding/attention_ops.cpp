@@ -7,7 +7,9 @@
 #include "../kernels/attention.h"
 #include "device_call.h"
 #include "mask_args.h"
+#include "mask_grad_args.h"
 #include "ops.h"
+#include "random_args.h"
 
 namespace maskattn {
 
@@ -57,12 +59,18 @@ static AttentionFwdParams attention_params(const char* op, const at::Tensor& q, 
   return p;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
+static void check_dropout_p(const char* op, double dropout_p) {
+  TORCH_CHECK(dropout_p >= 0.0 && dropout_p <= 1.0, op, ": dropout_p must lie in [0, 1], got ", dropout_p);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
     const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const OptTensor& mask, bool causal,
     std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
     const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
-    const OptTensor& k_segments, double scale, bool return_weights) {
+    const OptTensor& k_segments, double scale, bool return_weights, double dropout_p,
+    std::optional<at::Generator> generator) {
   const char* op = "maskattn.masked_attention";
+  check_dropout_p(op, dropout_p);
   const at::Tensor q = rows_contiguous(q_in), k = rows_contiguous(k_in), v = rows_contiguous(v_in);
   AttentionFwdParams p = attention_params(op, q, k, v, scale);
   PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, align_offset, window_left, window_right,
@@ -74,22 +82,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
   at::Tensor lse = at::empty({p.batch, p.heads, p.q_len}, q.options().dtype(at::kFloat));
   at::Tensor weights = return_weights ? at::empty({p.batch, p.heads, p.q_len, p.k_len}, q.options())
                                       : at::empty({0}, q.options());
+  at::Tensor row_stats = at::empty({p.batch, p.heads, p.q_len, 2}, q.options().dtype(at::kFloat));
+  uint64_t seed = 0, offset = 0;
+  if (dropout_p > 0.0) std::tie(seed, offset) = philox_seed_offset(op, q.device(), generator, 4);
+  const at::Tensor rng_state = rng_state_tensor(seed, offset);  // for the backward, as SDPA's flash kernels
   p.out = out.data_ptr();
   p.lse = lse.data_ptr<float>();
   p.weights = return_weights ? weights.data_ptr() : nullptr;
-  if (out.numel() == 0 && lse.numel() == 0) return {out, lse, weights};
+  p.row_stats = row_stats.data_ptr<float>();
+  p.dropout = make_dropout_spec(dropout_p, seed, offset, p.heads, p.q_len, p.k_len);
+  if (out.numel() == 0 && lse.numel() == 0) return {out, lse, weights, row_stats, rng_state};
   run_on_device(op, q.device(), [&] { masked_attention_fwd_cpu(p); },
                 [&](void* stream) { masked_attention_fwd_cuda(p, stream); });
-  return {out, lse, weights};
+  return {out, lse, weights, row_stats, rng_state};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
     const at::Tensor& dout_in, const OptTensor& dlse_in, const OptTensor& dweights_in, const at::Tensor& q_in,
     const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& out_in, const at::Tensor& lse_in,
     const OptTensor& mask, bool causal, std::string_view align, int64_t align_offset, OptInt window_left,
     OptInt window_right, const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask,
-    const OptTensor& q_segments, const OptTensor& k_segments, double scale) {
+    const OptTensor& q_segments, const OptTensor& k_segments, double scale, const OptTensor& row_stats_in,
+    double dropout_p, const OptTensor& rng_state, bool mask_grad) {
   const char* op = "maskattn.masked_attention_backward";
+  check_dropout_p(op, dropout_p);
   const at::Tensor q = rows_contiguous(q_in), k = rows_contiguous(k_in), v = rows_contiguous(v_in);
   AttentionBwdParams p;
   p.fwd = attention_params(op, q, k, v, scale);
@@ -118,6 +134,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
               op, ": lse must be float32 of shape (", f.batch, ", ", f.heads, ", ", f.q_len, "), got ",
               lse_in.scalar_type(), " ", lse_in.sizes());
   const at::Tensor dout = dout_in.contiguous(), out = out_in.contiguous(), lse = lse_in.contiguous();
+  at::Tensor row_stats;
+  if (row_stats_in) {  // absent (a merged lse from several calls): the kernels use (lse, 0)
+    TORCH_CHECK(row_stats_in->sizes() == at::IntArrayRef({f.batch, f.heads, f.q_len, 2}) &&
+                    row_stats_in->scalar_type() == at::kFloat && row_stats_in->device() == q.device(),
+                op, ": row_stats must be the float32 (", f.batch, ", ", f.heads, ", ", f.q_len,
+                ", 2) tensor the forward returned");
+    row_stats = row_stats_in->contiguous();
+    p.fwd.row_stats = row_stats.data_ptr<float>();
+  }
+  if (dropout_p > 0.0) {
+    TORCH_CHECK(rng_state.has_value(), op, ": dropout_p > 0 needs the rng_state the forward returned");
+    const auto [seed, offset] = rng_state_values(op, *rng_state);
+    p.fwd.dropout = make_dropout_spec(dropout_p, seed, offset, f.heads, f.q_len, f.k_len);
+  }
+  MaskGradBuffer dmask;
+  if (mask_grad) {
+    TORCH_CHECK(mask.has_value(), op, ": mask_grad needs the additive mask");
+    dmask = mask_grad_buffer(op, *mask, {f.batch, f.heads, f.q_len, f.k_len}, f.batch, f.heads, f.q_len, f.k_len,
+                             f.dtype == ScalarKind::Float64);
+    p.mask_grad = dmask.out;
+  }
   at::Tensor dlse, dweights;
   if (dlse_in) {
     check_device(*dlse_in, "dlse");
@@ -160,7 +197,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
         with_workspace(attention_bwd_workspace_floats_cuda(p));
         masked_attention_bwd_cuda(p, stream);
       });
-  return {dq, dk, dv};
+  at::Tensor grad_mask = mask_grad ? dmask.grad.to(mask->scalar_type()) : at::empty({0}, q.options());
+  return {dq, dk, dv, grad_mask};
 }
 
 }  // namespace maskattn

@@ -16,8 +16,9 @@ void fail_without_cuda(const char* op) {
 
 void* current_cuda_stream(const c10::Device&) { fail_without_cuda("maskattn"); }
 
-std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Generator>&, uint64_t) {
-  fail_without_cuda("maskattn.random_token_mask");
+std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Generator>&, const c10::Device&,
+                                                      uint64_t) {
+  fail_without_cuda("maskattn");
 }
 
 std::string cuda_attention_path(const std::string&, int64_t, int64_t, int64_t) {

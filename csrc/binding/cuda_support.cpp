@@ -21,9 +21,9 @@ void* current_cuda_stream(const c10::Device& device) {
 }
 
 std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Generator>& gen,
-                                                      uint64_t increment) {
+                                                      const c10::Device& device, uint64_t increment) {
   auto* g = at::get_generator_or_default<at::CUDAGeneratorImpl>(
-      gen, at::cuda::detail::getDefaultCUDAGenerator());
+      gen, at::cuda::detail::getDefaultCUDAGenerator(device.index()));
   std::lock_guard<std::mutex> lock(g->mutex_);
   return g->philox_engine_inputs(increment);
 }

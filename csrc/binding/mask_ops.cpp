@@ -1,5 +1,4 @@
 // Mask construction ops: argument checks, allocation, kernel call.
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -7,12 +6,12 @@
 #include <c10/util/Exception.h>
 
 #include <limits>
-#include <mutex>
 
 #include "../kernels/mask_build.h"
 #include "device_call.h"
 #include "mask_args.h"
 #include "ops.h"
+#include "random_args.h"
 
 namespace maskattn {
 
@@ -101,23 +100,9 @@ std::tuple<at::Tensor, at::Tensor> random_token_mask_op(const at::Tensor& ids, i
   p.masked_ids = masked.data_ptr<int64_t>();
   p.selected = reinterpret_cast<uint8_t*>(selected.data_ptr<bool>());
   if (p.n == 0) return {masked.to(ids.scalar_type()), selected};
-  run_on_device(
-      op, ids.device(),
-      [&] {
-        TORCH_CHECK(!generator || generator->device().is_cpu(), op, ": generator must be a CPU generator for CPU ids");
-        auto* g = at::get_generator_or_default<at::CPUGeneratorImpl>(generator, at::detail::getDefaultCPUGenerator());
-        std::lock_guard<std::mutex> lock(g->mutex_);
-        p.seed = g->random64();  // advances the generator: the next call draws afresh
-        p.offset = 0;
-        random_token_mask_cpu(p);
-      },
-      [&](void* stream) {
-        TORCH_CHECK(!generator || generator->device().is_cuda(), op, ": generator must be a CUDA generator for CUDA ids");
-        auto so = cuda_philox_seed_offset(generator, 4);
-        p.seed = so.first;
-        p.offset = so.second;
-        random_token_mask_cuda(p, stream);
-      });
+  std::tie(p.seed, p.offset) = philox_seed_offset(op, ids.device(), generator, 4);
+  run_on_device(op, ids.device(), [&] { random_token_mask_cpu(p); },
+                [&](void* stream) { random_token_mask_cuda(p, stream); });
   return {masked.to(ids.scalar_type()), selected};
 }
 

@@ -36,21 +36,28 @@ void masked_softmax_out_op(const at::Tensor& scores, const OptTensor& mask, doub
                            const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
                            const OptTensor& k_segments, at::Tensor& out);
 
-at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
-                                      std::string_view align, int64_t align_offset, OptInt window_left,
-                                      OptInt window_right, const OptTensor& k_lengths, const OptTensor& mask);
+std::tuple<at::Tensor, at::Tensor> masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs,
+                                                              double scale, bool causal, std::string_view align,
+                                                              int64_t align_offset, OptInt window_left,
+                                                              OptInt window_right, const OptTensor& k_lengths,
+                                                              const OptTensor& mask, bool mask_grad);
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const OptTensor& mask, bool causal,
     std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
     const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
-    const OptTensor& k_segments, double scale, bool return_weights);
+    const OptTensor& k_segments, double scale, bool return_weights, double dropout_p,
+    std::optional<at::Generator> generator);
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
     const at::Tensor& dout, const OptTensor& dlse, const OptTensor& dweights, const at::Tensor& q,
     const at::Tensor& k, const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
     const OptTensor& mask, bool causal, std::string_view align, int64_t align_offset, OptInt window_left,
     OptInt window_right, const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask,
-    const OptTensor& q_segments, const OptTensor& k_segments, double scale);
+    const OptTensor& q_segments, const OptTensor& k_segments, double scale, const OptTensor& row_stats,
+    double dropout_p, const OptTensor& rng_state, bool mask_grad);
+
+at::Tensor dropout_keep_mask_op(int64_t batch, int64_t heads, int64_t q_len, int64_t k_len, double p, int64_t seed,
+                                int64_t offset, at::Device device);
 
 }  // namespace maskattn

@@ -16,15 +16,25 @@ TORCH_LIBRARY(maskattn, m) {
   m.def("masked_softmax_out(Tensor scores, Tensor? mask, float scale, bool causal, str align, int align_offset, "
         "int? window_left, int? window_right, Tensor? k_lengths, Tensor? key_mask, Tensor? q_segments, "
         "Tensor? k_segments, Tensor(a!) out) -> ()");
+  // returns (grad_scores, grad_mask); grad_mask is empty unless mask_grad
   m.def("masked_softmax_backward(Tensor grad, Tensor probs, float scale, bool causal, str align, int align_offset, "
-        "int? window_left, int? window_right, Tensor? k_lengths, Tensor? mask=None) -> Tensor");
+        "int? window_left, int? window_right, Tensor? k_lengths, Tensor? mask=None, bool mask_grad=False) "
+        "-> (Tensor, Tensor)");
+  // returns (out, lse, weights, row_stats, rng_state); rng_state is the (seed, offset) dropout drew
+  // with, for the backward. Tagged random so compilers never recompute or merge calls.
   m.def("masked_attention(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal, str align, int align_offset, "
         "int? window_left, int? window_right, Tensor? q_lengths, Tensor? k_lengths, Tensor? key_mask, "
-        "Tensor? q_segments, Tensor? k_segments, float scale, bool return_weights) -> (Tensor, Tensor, Tensor)");
+        "Tensor? q_segments, Tensor? k_segments, float scale, bool return_weights, float dropout_p=0., "
+        "Generator? generator=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+        {at::Tag::nondeterministic_seeded});
+  // returns (dq, dk, dv, grad_mask); row_stats absent: the probabilities come from lse alone
   m.def("masked_attention_backward(Tensor dout, Tensor? dlse, Tensor? dweights, Tensor q, Tensor k, Tensor v, "
         "Tensor out, Tensor lse, Tensor? mask, bool causal, str align, int align_offset, int? window_left, "
         "int? window_right, Tensor? q_lengths, Tensor? k_lengths, Tensor? key_mask, Tensor? q_segments, "
-        "Tensor? k_segments, float scale) -> (Tensor, Tensor, Tensor)");
+        "Tensor? k_segments, float scale, Tensor? row_stats=None, float dropout_p=0., Tensor? rng_state=None, "
+        "bool mask_grad=False) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("dropout_keep_mask(int batch, int heads, int q_len, int k_len, float p, int seed, int offset, "
+        "Device device) -> Tensor");
 }
 
 // The op functions pick the CPU or CUDA kernel from their tensors' device, so both backends
@@ -52,4 +62,5 @@ TORCH_LIBRARY_IMPL(maskattn, CUDA, m) {
 // A factory op may have no tensor argument to dispatch on: its kernel reads `device` itself.
 TORCH_LIBRARY_IMPL(maskattn, CompositeExplicitAutograd, m) {
   m.impl("attention_mask", &maskattn::attention_mask_op);
+  m.impl("dropout_keep_mask", &maskattn::dropout_keep_mask_op);
 }

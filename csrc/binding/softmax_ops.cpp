@@ -2,11 +2,13 @@
 #include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/util/Exception.h>
 
 #include "../kernels/masked_softmax.h"
 #include "device_call.h"
 #include "mask_args.h"
+#include "mask_grad_args.h"
 #include "ops.h"
 
 namespace maskattn {
@@ -86,9 +88,11 @@ void masked_softmax_out_op(const at::Tensor& scores, const OptTensor& mask, doub
                       key_mask, q_segments, k_segments, out);
 }
 
-at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
-                                      std::string_view align, int64_t align_offset, OptInt window_left,
-                                      OptInt window_right, const OptTensor& k_lengths, const OptTensor& mask) {
+std::tuple<at::Tensor, at::Tensor> masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs,
+                                                              double scale, bool causal, std::string_view align,
+                                                              int64_t align_offset, OptInt window_left,
+                                                              OptInt window_right, const OptTensor& k_lengths,
+                                                              const OptTensor& mask, bool mask_grad) {
   const char* op = "maskattn.masked_softmax_backward";
   TORCH_CHECK(grad.sizes() == probs.sizes(), op, ": grad shape ", grad.sizes(), " must equal probs shape ",
               probs.sizes());
@@ -98,7 +102,9 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
               " must equal probs dtype ", probs.scalar_type());
   const at::Tensor g = grad.contiguous(), pr = probs.contiguous();
   at::Tensor out = at::empty(probs.sizes(), probs.options().memory_format(at::MemoryFormat::Contiguous));
-  if (out.numel() == 0) return out;
+  TORCH_CHECK(!mask_grad || mask.has_value(), op, ": mask_grad needs the additive mask");
+  if (out.numel() == 0)
+    return {out, mask_grad ? at::zeros_like(*mask, at::MemoryFormat::Contiguous) : at::empty({0}, probs.options())};
   MaskedSoftmaxBwdParams p;
   p.dtype = kind;
   p.grad = g.data_ptr();
@@ -117,9 +123,14 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
                                        k_lengths, std::nullopt, std::nullopt, std::nullopt);
   PreparedMask pm = prepare_mask(op, args, batch, p.heads, p.q_len, p.k_len, probs.sizes(), probs.device());
   p.mask = pm.spec;
+  MaskGradBuffer dmask;
+  if (mask_grad) {
+    dmask = mask_grad_buffer(op, *mask, probs.sizes(), batch, p.heads, p.q_len, p.k_len, kind == ScalarKind::Float64);
+    p.mask_grad = dmask.out;
+  }
   run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },
                 [&](void* stream) { masked_softmax_bwd_cuda(p, stream); });
-  return out;
+  return {out, mask_grad ? dmask.grad.to(mask->scalar_type()) : at::empty({0}, probs.options())};
 }
 
 }  // namespace maskattn

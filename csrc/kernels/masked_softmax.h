@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "../mask_spec.h"
+#include "mask_grad.h"
 
 namespace maskattn {
 
@@ -23,7 +24,8 @@ struct MaskedSoftmaxParams {
 // rows x k_len, row r = ((b * heads + h) * q_len + i). Masked entries have probs == 0, so they get
 // zero gradient whatever the kernel does; `mask` (the band: causal, window, k_lengths, and the
 // forward's explicit mask with its block summary) only lets a kernel skip reading keys outside
-// live_key_range(b, i).
+// live_key_range(b, i). mask_grad (optional) receives probs * (grad - sum(grad * probs)), the
+// gradient of an additive mask, in the same pass.
 struct MaskedSoftmaxBwdParams {
   ScalarKind dtype = ScalarKind::Float32;
   const void* grad = nullptr;
@@ -33,6 +35,7 @@ struct MaskedSoftmaxBwdParams {
   int64_t heads = 1, q_len = 1;
   double scale = 1.0;
   MaskSpec mask;
+  MaskGradOut mask_grad;
 };
 
 void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p);

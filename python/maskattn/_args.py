@@ -106,6 +106,13 @@ def check_key_mask(key_mask, fn: str, k_len: int) -> None:
                          f"got {tuple(key_mask.shape)}")
 
 
+def check_dropout(dropout_p, generator, fn: str) -> None:
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"maskattn.{fn}: dropout_p must be a number in [0, 1], got {dropout_p!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"maskattn.{fn}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
 def check_tensor(t, name: str, fn: str, dims: Optional[int] = None) -> None:
     if t is None:
         return

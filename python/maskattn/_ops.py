@@ -37,27 +37,43 @@ def _masked_softmax_out_fake(scores, mask, scale, causal, align, align_offset, w
 
 @torch.library.register_fake("maskattn::masked_softmax_backward")
 def _masked_softmax_backward_fake(grad, probs, scale, causal, align, align_offset, window_left, window_right,
-                                  k_lengths, mask=None):
-    return torch.empty_like(probs, memory_format=torch.contiguous_format)
+                                  k_lengths, mask=None, mask_grad=False):
+    grad_mask = torch.empty_like(mask, memory_format=torch.contiguous_format) if mask_grad else probs.new_empty((0,))
+    return torch.empty_like(probs, memory_format=torch.contiguous_format), grad_mask
 
 
 @torch.library.register_fake("maskattn::masked_attention")
 def _masked_attention_fake(q, k, v, mask, causal, align, align_offset, window_left, window_right, q_lengths,
-                           k_lengths, key_mask, q_segments, k_segments, scale, return_weights):
+                           k_lengths, key_mask, q_segments, k_segments, scale, return_weights, dropout_p=0.0,
+                           generator=None):
     b, h, lq, _ = q.shape
     out = q.new_empty((b, h, lq, v.shape[-1]))
     lse = q.new_empty((b, h, lq), dtype=torch.float32)
     weights = q.new_empty((b, h, lq, k.shape[2])) if return_weights else q.new_empty((0,))
-    return out, lse, weights
+    row_stats = q.new_empty((b, h, lq, 2), dtype=torch.float32)
+    rng_state = torch.empty((2,), dtype=torch.int64, device="cpu")
+    return out, lse, weights, row_stats, rng_state
 
 
 @torch.library.register_fake("maskattn::masked_attention_backward")
 def _masked_attention_backward_fake(dout, dlse, dweights, q, k, v, out, lse, mask, causal, align, align_offset,
                                     window_left, window_right, q_lengths, k_lengths, key_mask, q_segments,
-                                    k_segments, scale):
+                                    k_segments, scale, row_stats=None, dropout_p=0.0, rng_state=None,
+                                    mask_grad=False):
     c = torch.contiguous_format
+    grad_mask = torch.empty_like(mask, memory_format=c) if mask_grad else q.new_empty((0,))
     return (torch.empty_like(q, memory_format=c), torch.empty_like(k, memory_format=c),
-            torch.empty_like(v, memory_format=c))
+            torch.empty_like(v, memory_format=c), grad_mask)
+
+
+@torch.library.register_fake("maskattn::dropout_keep_mask")
+def _dropout_keep_mask_fake(batch, heads, q_len, k_len, p, seed, offset, device):
+    return torch.empty((batch, heads, q_len, k_len), dtype=torch.bool, device=device)
+
+
+def _additive(mask):
+    """The explicit mask when it is additive (float): the one whose gradient the backward can give."""
+    return mask if mask is not None and mask.dtype.is_floating_point else None
 
 
 def _softmax_setup(ctx, inputs, output):
@@ -72,38 +88,51 @@ def _softmax_setup(ctx, inputs, output):
 def _softmax_backward(ctx, grad):
     probs, k_lengths, mask = ctx.saved_tensors
     scale, causal, align, align_offset, window_left, window_right = ctx.band
+    mask_grad = _additive(mask) is not None and ctx.needs_input_grad[1]
     if torch.is_grad_enabled():  # create_graph: a backward that can itself be differentiated
-        return (_grads.softmax_backward(grad, probs, scale),) + (None,) * 11
-    grad_scores = ops.masked_softmax_backward(grad.to(probs.dtype), probs, scale, causal, align, align_offset,
-                                              window_left, window_right, k_lengths, mask)
-    return (grad_scores,) + (None,) * 11
+        grad_scores, grad_mask = _grads.softmax_backward(grad, probs, scale, mask if mask_grad else None)
+        return (grad_scores, grad_mask) + (None,) * 10
+    grad_scores, grad_mask = ops.masked_softmax_backward(grad.to(probs.dtype), probs, scale, causal, align,
+                                                         align_offset, window_left, window_right, k_lengths,
+                                                         mask, mask_grad)
+    return (grad_scores, grad_mask if mask_grad else None) + (None,) * 10
 
 
 torch.library.register_autograd("maskattn::masked_softmax", _softmax_backward, setup_context=_softmax_setup)
 
 
 def _attention_setup(ctx, inputs, output):
-    q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, _ = inputs
-    out, lse, _weights = output
-    ctx.mask_options = (causal, align, align_offset, wl, wr, scale)
-    ctx.save_for_backward(q, k, v, out, lse, mask, q_lengths, k_lengths, key_mask, q_seg, k_seg)
+    (q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, _,
+     dropout_p, _generator) = inputs
+    out, lse, _weights, row_stats, rng_state = output
+    ctx.mask_options = (causal, align, align_offset, wl, wr, scale, dropout_p)
+    # row_stats keep the probabilities exact where lse rounds; rng_state replays the dropout
+    ctx.save_for_backward(q, k, v, out, lse, row_stats, rng_state, mask, q_lengths, k_lengths, key_mask, q_seg,
+                          k_seg)
+    ctx.mark_non_differentiable(row_stats, rng_state)
     ctx.set_materialize_grads(False)  # unused outputs (lse, weights) bring no zero tensors
 
 
-def _attention_backward(ctx, dout, dlse, dweights):
-    q, k, v, out, lse, mask, q_lengths, k_lengths, key_mask, q_seg, k_seg = ctx.saved_tensors
-    causal, align, align_offset, wl, wr, scale = ctx.mask_options
+def _attention_backward(ctx, dout, dlse, dweights, _drow_stats, _drng_state):
+    q, k, v, out, lse, row_stats, rng_state, mask, q_lengths, k_lengths, key_mask, q_seg, k_seg = ctx.saved_tensors
+    causal, align, align_offset, wl, wr, scale, dropout_p = ctx.mask_options
+    mask_grad = _additive(mask) is not None and ctx.needs_input_grad[3]
     if torch.is_grad_enabled():
+        if dropout_p > 0:
+            raise RuntimeError("maskattn.masked_attention: double backward (create_graph=True) is not supported "
+                               "with dropout_p > 0; use dropout_p=0 for gradient penalties or Hessian products")
         # create_graph: differentiable formulas over the weights, recomputed by the (differentiable) forward
-        _, _, weights = ops.masked_attention(q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths,
-                                             k_lengths, key_mask, q_seg, k_seg, scale, True)
-        return _grads.attention_backward(dout, dlse, dweights, q, k, v, weights, scale) + (None,) * 13
+        weights = ops.masked_attention(q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths, k_lengths,
+                                       key_mask, q_seg, k_seg, scale, True)[2]
+        dq, dk, dv, grad_mask = _grads.attention_backward(dout, dlse, dweights, q, k, v, weights, scale,
+                                                          mask if mask_grad else None)
+        return (dq, dk, dv, grad_mask) + (None,) * 14
     if dout is None:
         dout = torch.zeros_like(out)
-    dq, dk, dv = ops.masked_attention_backward(
+    dq, dk, dv, grad_mask = ops.masked_attention_backward(
         dout.to(out.dtype), dlse, dweights, q, k, v, out, lse, mask, causal, align, align_offset, wl, wr,
-        q_lengths, k_lengths, key_mask, q_seg, k_seg, scale)
-    return (dq, dk, dv) + (None,) * 13
+        q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, row_stats, dropout_p, rng_state, mask_grad)
+    return (dq, dk, dv, grad_mask if mask_grad else None) + (None,) * 14
 
 
 torch.library.register_autograd("maskattn::masked_attention", _attention_backward,

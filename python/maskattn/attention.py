@@ -4,7 +4,8 @@ from typing import Optional
 
 import torch
 
-from ._args import as_tensor, check_key_mask, check_scale, check_tensor, split_align, split_segments, split_window
+from ._args import (as_tensor, check_dropout, check_key_mask, check_scale, check_tensor, split_align, split_segments,
+                    split_window)
 from ._ops import ops
 
 
@@ -12,6 +13,7 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
                      causal: bool = False, align: str = "top_left", window=None,
                      q_lengths: Optional[torch.Tensor] = None, k_lengths: Optional[torch.Tensor] = None,
                      key_mask: Optional[torch.Tensor] = None, segments=None, scale: Optional[float] = None,
+                     dropout_p: float = 0.0, generator: Optional[torch.Generator] = None,
                      return_weights: bool = False, return_lse: bool = False):
     """``softmax(q k^T * scale + mask) v`` with online softmax and no ``Lq x Lk`` buffer.
 
@@ -29,15 +31,45 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
     whose queries start at global position ``qs`` and keys at ``ks`` using ``o = qs - ks``.
     Implicit masks are never materialised and wholly masked tiles are skipped.
 
+    ``dropout_p``: attention dropout, as SDPA's (applied whenever ``dropout_p > 0``, so pass 0 at
+    evaluation). Each probability is dropped with probability ``p`` and the kept ones are scaled
+    by ``1/(1-p)``; the decisions are counter-based random numbers (Philox, ``p`` resolved to a
+    multiple of ``2**-16``) of one ``(seed, offset)`` drawn from ``generator`` (or torch's default
+    generator of q's device), keyed by ``(b, h, i, j)``: the backward regenerates them, the same
+    generator state gives the same result on every call, and CPU and CUDA drop the same positions.
+    Each call advances the generator (on CUDA its Philox offset, as torch's random ops do).
+
     Returns ``out``, or ``(out, weights)``, ``(out, lse)``, ``(out, weights, lse)``: weights
-    ``(B, H, Lq, Lk)`` in q's dtype, lse ``(B, H, Lq)`` float32, the natural log-sum-exp of the
-    scaled masked scores. A row that may attend to no key (padded query, all keys masked) gives
-    output 0, weights 0, lse ``-inf`` and zero gradient, never NaN. Differentiable in q, k, v
-    (and through ``lse`` and ``weights`` when returned), twice: with ``create_graph=True`` the
+    ``(B, H, Lq, Lk)`` in q's dtype (the probabilities before dropout), lse ``(B, H, Lq)`` float32,
+    the natural log-sum-exp of the scaled masked scores (dropout leaves it alone). A row that may
+    attend to no key (padded query, all keys masked) gives output 0, weights 0, lse ``-inf`` and
+    zero gradient, never NaN. A row whose keys all carry one large finite value (``-1e9``,
+    ``finfo.min``) attends uniformly, as in torch. Differentiable in q, k, v, in an additive float
+    ``mask`` that requires grad (its gradient summed over the dims it broadcasts over, fused into
+    the backward: deterministic on CPU, atomic adds on CUDA where the mask broadcasts), and through
+    ``lse`` and ``weights`` when returned; twice (without dropout): with ``create_graph=True`` the
     backward recomputes the weights ``(B, H, Lq, Lk)`` and runs as differentiable torch ops (memory
     quadratic in the length, as eager attention), so double backward (gradient penalties,
     Hessian-vector products) is exact; without it the fused backward kernel runs.
     """
+    out, weights, lse, _ = attention_with_rng_state(
+        q, k, v, mask=mask, causal=causal, align=align, window=window, q_lengths=q_lengths, k_lengths=k_lengths,
+        key_mask=key_mask, segments=segments, scale=scale, dropout_p=dropout_p, generator=generator,
+        return_weights=return_weights)
+    if return_weights and return_lse:
+        return out, weights, lse
+    if return_weights:
+        return out, weights
+    if return_lse:
+        return out, lse
+    return out
+
+
+def attention_with_rng_state(q, k, v, *, mask=None, causal=False, align="top_left", window=None, q_lengths=None,
+                             k_lengths=None, key_mask=None, segments=None, scale=None, dropout_p=0.0,
+                             generator=None, return_weights=False):
+    """masked_attention's (out, weights, lse, rng_state): rng_state is the (2,) int64 (seed, offset)
+    the dropout drew with, for maskattn._debug.dropout_keep_mask (weights empty unless asked for)."""
     fn = "masked_attention"
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_tensor(t, name, fn, dims=4)
@@ -58,13 +90,9 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
     for name, t in (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)):
         check_tensor(t, name, fn)
     check_key_mask(key_mask, fn, k.shape[2])
-    out, lse, weights = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset, left, right,
-                                             q_lengths, k_lengths, key_mask, q_seg, k_seg, scale,
-                                             bool(return_weights))
-    if return_weights and return_lse:
-        return out, weights, lse
-    if return_weights:
-        return out, weights
-    if return_lse:
-        return out, lse
-    return out
+    check_dropout(dropout_p, generator, fn)
+    out, lse, weights, _, rng_state = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset,
+                                                           left, right, q_lengths, k_lengths, key_mask, q_seg,
+                                                           k_seg, scale, bool(return_weights),
+                                                           float(dropout_p), generator)
+    return out, weights, lse, rng_state

@@ -14,6 +14,8 @@ from typing import Callable, List, Tuple
 import torch
 
 import maskattn as ma
+from maskattn._debug import dropout_keep_mask
+from maskattn.attention import attention_with_rng_state
 from maskattn.bench.devices import DEVICE_CHOICES, device_name, resolve_devices
 from maskattn.bench.table import format_table
 from maskattn.reference import (reference_allowed, reference_attention, reference_attention_mask,
@@ -314,6 +316,8 @@ def attention_cases(device) -> List[Tuple[str, Tuple[int, ...], Callable]]:
          lambda dt: {"causal": True, "k_lengths": t(300, 170)}),
         ("packed segments causal", (2, 4, 2, 150, 150, 32, 32), lambda dt: {"segments": packed(2, 150), "causal": True}),
         ("integer align -20 causal (a block)", (2, 3, 3, 64, 100, 32, 32), lambda dt: {"align": -20, "causal": True}),
+        ("dropout 0.2 causal+k_lengths", (2, 4, 2, 70, 70, 32, 32),
+         lambda dt: {"causal": True, "k_lengths": t(70, 41), "dropout_p": 0.2}),
     ]
 
 
@@ -325,21 +329,36 @@ def attention_check(dims, kwargs_of, device, backward: bool) -> Callable:
         q = torch.randn(b, h, lq, d, device=device).to(dtype)
         k = torch.randn(b, hkv, lk, d, device=device).to(dtype)
         v = torch.randn(b, hkv, lk, dv, device=device).to(dtype)
+        ours_kw, ref_kw = dropout_kwargs(kw, q, k, v)
         if not backward:
-            out, lse = ma.masked_attention(q, k, v, return_lse=True, **kw)
-            ref_out, _, ref_lse = reference_attention(q, k, v, **kw)
-            same_out, _, same_lse = reference_attention(q, k, v, upcast=False, **kw)
+            out, lse = ma.masked_attention(q, k, v, return_lse=True, **ours_kw())
+            ref_out, _, ref_lse = reference_attention(q, k, v, **ref_kw)
+            same_out, _, same_lse = reference_attention(q, k, v, upcast=False, **ref_kw)
             return worst_of([("out", out, ref_out, same_out), ("lse", lse, ref_lse, same_lse)], dtype)
         dout = torch.randn(b, h, lq, dv, device=device).to(dtype)
         grads = []
-        for dt, func in ((dtype, lambda *a: ma.masked_attention(*a, **kw)),
-                         (torch.float64, lambda *a: reference_attention(*a, **kw)[0]),
-                         (dtype, lambda *a: reference_attention(*a, upcast=False, **kw)[0])):
+        for dt, func in ((dtype, lambda *a: ma.masked_attention(*a, **ours_kw())),
+                         (torch.float64, lambda *a: reference_attention(*a, **ref_kw)[0]),
+                         (dtype, lambda *a: reference_attention(*a, upcast=False, **ref_kw)[0])):
             leaves = [x.detach().to(dt).requires_grad_() for x in (q, k, v)]
             grads.append(torch.autograd.grad(func(*leaves), leaves, dout.to(dt)))
         return worst_of([(name, grads[0][i], grads[1][i], grads[2][i]) for i, name in enumerate(("dq", "dk", "dv"))],
                         dtype)
     return fn
+
+
+def dropout_kwargs(kw, q, k, v):
+    """(ours, reference kwargs): with dropout_p, every call of ours draws from a generator in one
+    state, and the reference gets the positions that draw keeps."""
+    p = kw.get("dropout_p", 0.0)
+    if not p:
+        return (lambda: kw), kw
+    seed = int(torch.randint(0, 2 ** 62, ()))
+    ours = lambda: dict(kw, generator=torch.Generator(device=q.device).manual_seed(seed))  # noqa: E731
+    _, _, _, rng = attention_with_rng_state(q, k, v, **ours())
+    keep = dropout_keep_mask(rng, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), p, q.device)
+    ref = {key: val for key, val in kw.items() if key != "dropout_p"}
+    return ours, dict(ref, dropout_keep=keep, dropout_p=p)
 
 
 # ---------------------------------------------------------------- running

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import masked_attention
+from ._debug import dropout_keep_mask
+from .attention import attention_with_rng_state
 
 
 class MultiheadAttention(torch.nn.MultiheadAttention):
@@ -18,8 +19,14 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
     ``attn_mask`` broadcast over the batch without copies, ``is_causal`` as the causal flag.
     ``is_causal=True`` also works without ``attn_mask`` (torch requires one).
 
-    Falls back to torch's implementation (``self.last_path == "torch"``) where the fused kernel
-    does not apply: attention dropout while training, ``add_bias_kv`` and ``add_zero_attn``.
+    Every argument of torch's module runs on the fused kernel (``self.last_path`` is always
+    ``"fused"``): attention dropout while training (maskattn's counter-based dropout, so the
+    dropped positions differ from torch's for one seed; the returned weights are, as torch's,
+    the dropped and rescaled probabilities), ``add_bias_kv`` and ``add_zero_attn`` (one more key
+    and value each, appended after the sequence and visible to every query, masks padded as torch
+    pads them; with those keys ``is_causal`` means the causal mask over the original keys, as
+    torch computes it when it needs the weights or has a ``key_padding_mask``). Float masks that
+    require grad get their gradient.
     """
 
     last_path: str = "fused"
@@ -27,15 +34,6 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
                 need_weights: bool = True, attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
-        dropout_active = self.dropout > 0.0 and self.training
-        if dropout_active or self.bias_k is not None or self.add_zero_attn:
-            self.last_path = "torch"
-            if is_causal and attn_mask is None:
-                seq = 1 if self.batch_first and query.dim() == 3 else 0
-                attn_mask = torch.ones(query.shape[seq], key.shape[seq], dtype=torch.bool,
-                                       device=query.device).triu(1)
-            return super().forward(query, key, value, key_padding_mask, need_weights, attn_mask,
-                                   average_attn_weights, is_causal)
         self.last_path = "fused"
         unbatched = self._check_inputs(query, key, value, key_padding_mask, attn_mask)
         if unbatched:
@@ -49,15 +47,26 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         if embed != self.embed_dim:
             raise ValueError(f"maskattn.nn.MultiheadAttention: query embed dim must be {self.embed_dim}, got {embed}")
         q, k, v = self._project(query, key, value)
+        extra = int(self.bias_k is not None) + int(self.add_zero_attn)
+        if extra:
+            k, v = self._append_keys(k, v, bsz)
+            key_padding_mask, attn_mask = self._pad_masks(key_padding_mask, attn_mask, is_causal, tgt_len, src_len,
+                                                          extra, query.device)
+            is_causal, src_len = False, src_len + extra
         heads, head_dim = self.num_heads, self.head_dim
         # (L, N, E) -> (N, heads, L, head_dim): views, no copies
         q = q.view(tgt_len, bsz, heads, head_dim).permute(1, 2, 0, 3)
         k = k.view(src_len, bsz, heads, head_dim).permute(1, 2, 0, 3)
         v = v.view(src_len, bsz, heads, head_dim).permute(1, 2, 0, 3)
         key_mask, mask = self._masks(key_padding_mask, attn_mask, bsz, tgt_len, src_len, query.dtype)
-        result = masked_attention(q, k, v, mask=mask, key_mask=key_mask, causal=is_causal,
-                                  return_weights=need_weights)
-        out, weights = result if need_weights else (result, None)
+        dropout_p = self.dropout if self.training else 0.0
+        out, weights, _, rng_state = attention_with_rng_state(q, k, v, mask=mask, key_mask=key_mask, causal=is_causal,
+                                                              dropout_p=dropout_p, return_weights=need_weights)
+        if not need_weights:
+            weights = None
+        elif dropout_p > 0.0:  # torch returns the weights its dropout left, rescaled
+            keep = dropout_keep_mask(rng_state, weights.shape, dropout_p, weights.device)
+            weights = weights * keep / (1.0 - dropout_p) if dropout_p < 1.0 else torch.zeros_like(weights)
         out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed)
         out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
         if self.batch_first and not unbatched:
@@ -99,6 +108,25 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
             return F.linear(query, w[:e], bq), F.linear(key, w[e:2 * e], bk), F.linear(value, w[2 * e:], bv)
         return (F.linear(query, self.q_proj_weight, bq), F.linear(key, self.k_proj_weight, bk),
                 F.linear(value, self.v_proj_weight, bv))
+
+    def _append_keys(self, k: Tensor, v: Tensor, bsz: int):
+        """(S, N, E) keys and values with bias_k / bias_v, then a zero key and value, appended."""
+        if self.bias_k is not None:
+            k = torch.cat([k, self.bias_k.expand(1, bsz, -1)])
+            v = torch.cat([v, self.bias_v.expand(1, bsz, -1)])
+        if self.add_zero_attn:
+            k = torch.cat([k, k.new_zeros(1, bsz, k.shape[-1])])
+            v = torch.cat([v, v.new_zeros(1, bsz, v.shape[-1])])
+        return k, v
+
+    @staticmethod
+    def _pad_masks(key_padding_mask, attn_mask, is_causal, tgt_len, src_len, extra, device):
+        """Masks over the appended keys, which every query may attend (torch pads with 0 / False);
+        is_causal without attn_mask becomes the causal mask over the original keys."""
+        if is_causal and attn_mask is None:
+            attn_mask = torch.ones(tgt_len, src_len, dtype=torch.bool, device=device).triu(1)
+        pad = (lambda m: None if m is None else F.pad(m, (0, extra)))
+        return pad(key_padding_mask), pad(attn_mask)
 
     def _masks(self, key_padding_mask, attn_mask, bsz, tgt_len, src_len, dtype):
         """torch's polarity (True = masked) -> maskattn's: a key mask and one explicit mask."""

@@ -1,5 +1,6 @@
 """Float64 torch references for every op, written from the contract with plain tensor ops
 (independent of the kernels' MaskSpec), used by the tests and by ``python -m maskattn check``."""
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -81,10 +82,15 @@ def reference_masked_softmax(scores: torch.Tensor, mask=None, *, scale: float = 
 
 
 def reference_attention(q, k, v, *, mask=None, causal=False, align="top_left", window=None, q_lengths=None,
-                        k_lengths=None, key_mask=None, segments=None, scale=None, upcast: bool = True
+                        k_lengths=None, key_mask=None, segments=None, scale=None, dropout_keep=None,
+                        dropout_p: float = 0.0, scores_dtype=None, upcast: bool = True
                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, weights, lse) of masked attention; float64 when upcast, else in q's dtype (the
-    "torch in the same precision" baseline of the tolerance rule). Differentiable in q, k, v."""
+    "torch in the same precision" baseline of the tolerance rule). Differentiable in q, k, v and
+    an additive mask. dropout_keep (bool (B, H, Lq, Lk), the positions a kernel kept) applies
+    dropout p to the probabilities that multiply v; weights stay undropped. scores_dtype rounds
+    the scaled masked scores to the precision a kernel holds them in (float32 for every dtype
+    but float64), where that precision decides the result (keys that all carry -1e9)."""
     dt = torch.float64 if upcast else q.dtype
     qd, kd, vd = q.to(dt), k.to(dt), v.to(dt)
     b, h, lq, d = q.shape
@@ -101,14 +107,53 @@ def reference_attention(q, k, v, *, mask=None, causal=False, align="top_left", w
     if add is not None:
         s = s + add.to(dt)
     s = s.masked_fill(~ok, float("-inf"))
+    if scores_dtype is not None:
+        s = s.to(scores_dtype).to(dt)
     lse = torch.logsumexp(s.to(torch.float64), dim=-1)
     row_max = _row_max(s)
     live = torch.isfinite(row_max)
     e = torch.exp(s - torch.where(live, row_max, torch.zeros_like(row_max)))
     denom = e.sum(dim=-1, keepdim=True)
     w = torch.where(live, e / torch.where(live, denom, torch.ones_like(denom)), torch.zeros_like(e))
-    out = w @ vd
+    dropped = w if dropout_keep is None else w * dropout_keep.to(dt) * (1.0 / (1.0 - dropout_p))
+    out = dropped @ vd
     return out, w, lse.to(torch.float32)
+
+
+def _philox4x32(seed: int, offset: int, counter: torch.Tensor):
+    """The four words of Philox4x32-10 for counters (counter, offset) under key seed, in int64
+    arithmetic that never overflows (products split into 16-bit halves)."""
+    m32 = 0xFFFFFFFF
+
+    def mulhilo(m: int, c: torch.Tensor):
+        t_lo, t_hi = m * (c & 0xFFFF), m * (c >> 16)
+        x = t_lo + ((t_hi & 0xFFFF) << 16)
+        return (t_hi >> 16) + (x >> 32), x & m32
+
+    c0, c1 = counter & m32, counter >> 32
+    c2 = torch.full_like(counter, offset & m32)
+    c3 = torch.full_like(counter, (offset >> 32) & m32)
+    k0, k1 = seed & m32, (seed >> 32) & m32
+    for _ in range(10):
+        hi0, lo0 = mulhilo(0xD2511F53, c0)
+        hi1, lo1 = mulhilo(0xCD9E8D57, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + 0x9E3779B9) & m32, (k1 + 0xBB67AE85) & m32
+    return c0, c1, c2, c3
+
+
+def reference_dropout_keep(batch: int, heads: int, q_len: int, k_len: int, p: float, seed: int, offset: int,
+                           device=None) -> torch.Tensor:
+    """Bool (B, H, Lq, Lk): the keep decisions of attention dropout, written from the rule in the
+    docs (element e = ((b H + h) Lq + i) Lk + j draws the 16 bits (e % 8) of Philox4x32-10 at
+    counter (e // 8, offset) under key seed, and is kept iff they are >= round(p * 65536))."""
+    n = batch * heads * q_len * k_len
+    e = torch.arange(n, dtype=torch.int64, device=device)
+    words = torch.stack(_philox4x32(seed & (2 ** 64 - 1), offset & (2 ** 64 - 1), e // 8), -1)
+    k = e % 8
+    word = words.gather(-1, (k // 2).unsqueeze(-1)).squeeze(-1)
+    bits = torch.where(k % 2 == 1, word >> 16, word & 0xFFFF)
+    return (bits >= math.floor(p * 65536 + 0.5)).view(batch, heads, q_len, k_len)
 
 
 def reference_attention_mask(q_len, k_len=None, *, causal=False, align="top_left", window=None, q_lengths=None,

@@ -21,8 +21,10 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     restricts each row to keys of its own document; ``align`` may be an int offset ``o`` (aligned
     position ``p = i + o``). A row with no allowed key is all zeros (and gets zero gradient), never
     NaN; a NaN score makes its row NaN, as in torch. ``scale`` must be finite. ``k_lengths`` and
-    ``key_mask`` may be given as lists. Differentiable in ``scores``, twice: double backward
-    (``create_graph=True``) runs the backward as differentiable torch ops.
+    ``key_mask`` may be given as lists. Differentiable in ``scores`` and in an additive float
+    ``mask`` that requires grad (its gradient summed over the dims it broadcasts over, computed in
+    the same pass as the scores' gradient), twice: double backward (``create_graph=True``) runs the
+    backward as differentiable torch ops.
 
     ``out`` (contiguous, ``scores``' shape, dtype and device) receives the result instead of a new
     tensor, so a caller can reuse one ``L x L`` buffer; it may be ``scores`` itself (see

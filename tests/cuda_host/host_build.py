@@ -34,12 +34,13 @@ def load(verbose: bool = False):
     build_dir = os.environ.get("MASKATTN_HOST_BUILD_DIR") or os.path.join(ROOT, "build", "cuda_host")
     os.makedirs(build_dir, exist_ok=True)
     sources = sorted(glob.glob(os.path.join(HERE, "shim", "*.cpp")) + glob.glob(os.path.join(HERE, "ext", "*.cpp")))
-    sources.append(os.path.join(CSRC, "binding", "mask_args.cpp"))
     for cu in sorted(glob.glob(os.path.join(CSRC, "kernels", "cuda", "*.cu"))):
         stem = os.path.splitext(os.path.basename(cu))[0]
         sources.append(_unit(build_dir, f"kernel_{stem}.cpp", [f'#include "{cu}"']))
-    # the ops and every binding file that picks a kernel by device (the explicit mask's summary)
-    routed = glob.glob(os.path.join(CSRC, "binding", "*_ops.cpp")) + [os.path.join(CSRC, "binding", "mask_summary.cpp")]
+    # every binding file but the registration, the Python module and the CUDA runtime glue, each
+    # with its kernel calls routed to the CUDA entry points (files that pick no kernel are unchanged)
+    skip = {"registration.cpp", "python_module.cpp", "cuda_support.cpp", "cuda_absent.cpp"}
+    routed = [f for f in glob.glob(os.path.join(CSRC, "binding", "*.cpp")) if os.path.basename(f) not in skip]
     for ops in sorted(routed):
         stem = os.path.splitext(os.path.basename(ops))[0]
         sources.append(_unit(build_dir, f"binding_{stem}.cpp", ['#include "route_ops_to_host.h"', f'#include "{ops}"']))

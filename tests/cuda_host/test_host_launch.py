@@ -48,7 +48,7 @@ def test_no_query_heads_gives_zero_kv_gradients(on_host, dtype):
     q, k, v = qkv(2, 0, 1, 5, 7, 16, 8, dtype)
     out = torch.empty(2, 0, 5, 8, dtype=dtype)
     lse = torch.empty(2, 0, 5)
-    dq, dk, dv = torch.ops.maskattn.masked_attention_backward(out, None, None, q, k, v, out, lse, None, False,
+    dq, dk, dv, _ = torch.ops.maskattn.masked_attention_backward(out, None, None, q, k, v, out, lse, None, False,
                                                               "top_left", 0, None, None, None, None, None, None, None, 1.0)
     assert dq.shape == q.shape and (dk == 0).all() and (dv == 0).all()
 
@@ -61,7 +61,8 @@ def test_backward_checks_device_and_dtype_of_every_input(host, arg):
     args = {"dout": torch.randn(2, 2, 5, 8), "out": torch.randn(2, 2, 5, 8), "lse": torch.randn(2, 2, 5),
             "dlse": torch.randn(2, 2, 5), "dweights": torch.randn(2, 2, 5, 7)}
     call = lambda a: host.masked_attention_backward(a["dout"], a["dlse"], a["dweights"], q, k, v, a["out"], a["lse"],
-                                                    None, False, "top_left", 0, None, None, None, None, None, None, None, 1.0)
+                                                    None, False, "top_left", 0, None, None, None, None, None, None, None, 1.0,
+                                                    None, 0.0, None, False)
     call(args)
     with pytest.raises(RuntimeError, match=f"{arg} must be on cpu"):
         call({**args, arg: args[arg].to("meta")})

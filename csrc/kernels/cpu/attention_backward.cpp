@@ -4,7 +4,9 @@
 // Deterministic and race-free: an item owning (batch, kv head) walks its key tiles, accumulating
 // dK/dV per tile and dQ into the fp32 workspace rows of its own query heads. With too few
 // (batch, kv head) pairs to keep every thread busy, dK/dV run per (batch, kv head, key tile) and
-// dQ in a second pass per (batch, head, query tile) that recomputes P and dS.
+// dQ in a second pass per (batch, head, query tile) that recomputes P and dS. The gradient of a
+// mask that broadcasts over batch, heads or keys merges the items that share its elements
+// (attention_mask_grad.h) and takes the split passes.
 #include "attention_backward.h"
 
 #include <omp.h>
@@ -12,7 +14,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "attention_dropout.h"
 #include "attention_gemm.h"
+#include "attention_mask_grad.h"
 #include "attention_paths.h"
 #include "attention_rows.h"
 
@@ -33,7 +37,8 @@ struct BackwardPass {
   float* dq_rows(int64_t row) const { return dq_acc + row * g.d_pad; }
 
   // One (query tile, key tile) pair: P, dS, then dV += P^T dO and dK += dS^T (scale q) into the
-  // scratch tiles (with_kv) and dQ += dS K into the workspace (with_q).
+  // scratch tiles (with_kv, which also adds dS into the mask's gradient) and dQ += dS K into the
+  // workspace (with_q). With dropout dP and P are dropped and scaled, P only after dS used it.
   void pair(int64_t b, int64_t h, int64_t qt, int64_t kt, TileState state, BackwardScratch& w, bool with_kv,
             bool with_q) const {
     const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
@@ -44,15 +49,26 @@ struct BackwardPass {
     recompute_probabilities(bp, g, keys, q, b, h, qt, kt, state, s, w.bias.get());
     gemm_tile(rows, cols, g.dv, GemmA{dout, g.dv_pad, 1}, keys.v_t_tile(b, hk, kt), kBlockK, ds, kBlockK,
               GemmInto::Overwrite);
+    const DropoutSpec& drop = bp.fwd.dropout;
+    float* keep = w.keep.get();
+    if (drop.enabled) {
+      uint64_t e0[kBlockQ];
+      for (int64_t r = 0; r < rows; ++r) e0[r] = drop.element(b, h, g.first_row(qt) + r, kt * kBlockK);
+      dropout_rows(drop, e0, rows, n, (float)drop.scale, keep, kBlockK);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       float* dsr = ds + r * kBlockK;
+      if (drop.enabled) multiply_row(dsr, keep + r * kBlockK, n);
       if (bp.dweights)
         for (int64_t c = 0; c < n; ++c)
           dsr[c] += load_element(bp.fwd.dtype, bp.dweights, (row0 + r) * g.k_len + kt * kBlockK + c);
       const f32x16 delta = splat16(ops.delta.get()[row0 + r]);
       for (int64_t c = 0; c < cols; c += kLanes)
         store16(dsr + c, load16(s + r * kBlockK + c) * (load16(dsr + c) - delta));
+      if (drop.enabled) multiply_row(s + r * kBlockK, keep + r * kBlockK, n);
     }
+    if (with_kv && bp.mask_grad.wanted())
+      add_mask_grad_tile<float>(bp.mask_grad, b, h, g.first_row(qt), rows, kt * kBlockK, n, ds, kBlockK);
     if (with_kv) {
       gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, dout, g.dv_pad, w.dv.get(), g.dv_pad, GemmInto::Accumulate);
       gemm_tile(n, g.d_pad, rows, GemmA{ds, 1, kBlockK}, q, g.d_pad, w.dk.get(), g.d_pad, GemmInto::Accumulate);
@@ -129,7 +145,8 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
   const BackwardPass pass{bp, g, keys, ops, key_spans, query_spans, dq_acc};
 
   const int64_t pairs = g.batch * g.kv_heads;
-  const bool fused = pairs >= 4 * omp_get_max_threads();
+  const bool merged = bp.mask_grad.wanted() && bp.mask_grad.reduced;
+  const bool fused = !merged && pairs >= 4 * omp_get_max_threads();
   if (fused) {
     std::vector<int64_t> cost((size_t)pairs, 0);
     for (int64_t it = 0; it < pairs; ++it)
@@ -139,12 +156,14 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
         pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
     });
   } else {
-    std::vector<int64_t> cost((size_t)(pairs * g.k_tiles));
-    for (int64_t it = 0; it < (int64_t)cost.size(); ++it)
-      cost[it] = query_spans[(it / (g.kv_heads * g.k_tiles)) * g.k_tiles + it % g.k_tiles].non_empty;
-    run_items(g, cost, g.k_tiles, [&](int64_t it, BackwardScratch& w) {
-      const int64_t kt = it % g.k_tiles, hk = (it / g.k_tiles) % g.kv_heads, b = it / (g.kv_heads * g.k_tiles);
-      pass.key_tile(b, hk, kt, w, /*with_q=*/false);
+    // items (batch, kv head, key tile), merged along what a reduced mask gradient broadcasts over
+    const MaskGradOut& mg = bp.mask_grad;
+    const OwnedItems items = owned_items(mg, g.batch, mg.stride_b, g.kv_heads, mg.stride_h, g.k_tiles, mg.stride_j);
+    std::vector<int64_t> cost((size_t)items.count(), 0);
+    for (int64_t it = 0; it < items.count(); ++it)
+      items.for_each(it, [&](int64_t b, int64_t, int64_t kt) { cost[it] += query_spans[b * g.k_tiles + kt].non_empty; });
+    run_items(g, cost, items.extent(2), [&](int64_t it, BackwardScratch& w) {
+      items.for_each(it, [&](int64_t b, int64_t hk, int64_t kt) { pass.key_tile(b, hk, kt, w, /*with_q=*/false); });
     });
     std::vector<int64_t> q_cost((size_t)(g.batch * g.heads * g.q_tiles));
     for (int64_t it = 0; it < (int64_t)q_cost.size(); ++it)

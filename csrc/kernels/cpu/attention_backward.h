@@ -27,9 +27,14 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
 
 // Per-thread scratch of the pair step.
 struct BackwardScratch {
-  FloatBuffer s, ds, bias, dk, dv;
+  FloatBuffer s, ds, bias, dk, dv, keep;
   explicit BackwardScratch(const AttentionGeometry& g)
-      : s(kBlockQ * kBlockK), ds(kBlockQ * kBlockK), bias(2 * kBlockK), dk(kBlockK * g.d_pad), dv(kBlockK * g.dv_pad) {}
+      : s(kBlockQ * kBlockK),
+        ds(kBlockQ * kBlockK),
+        bias(2 * kBlockK),
+        dk(kBlockK * g.d_pad),
+        dv(kBlockK * g.dv_pad),
+        keep(kBlockQ * kBlockK) {}
 };
 
 // Scores of query tile qt (rows of (b, h)) against key tile kt, masked, turned into probabilities

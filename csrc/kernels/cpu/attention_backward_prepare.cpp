@@ -28,7 +28,14 @@ void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeomet
   // a Full last tile may still have padding lanes past k_len to drop
   if (state == TileState::Partial || cols != n)
     mask_score_tile(p.mask, b, h, g.first_row(qt), rows, kt * kBlockK, cols, g.k_len, s, kBlockK, bias);
-  probabilities_from_lse(rows, cols, s, kBlockK, p.lse + (b * g.heads + h) * g.q_len + g.first_row(qt));
+  // the forward's row statistics, or (lse, 0) where the caller gave only a (merged) lse
+  float m[kBlockQ], log_sum[kBlockQ];
+  const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt);
+  for (int64_t r = 0; r < rows; ++r) {
+    m[r] = p.row_stats ? p.row_stats[2 * (row0 + r)] : p.lse[row0 + r];
+    log_sum[r] = p.row_stats ? p.row_stats[2 * (row0 + r) + 1] : 0.f;
+  }
+  probabilities_from_stats(rows, cols, s, kBlockK, m, log_sum);
 }
 
 BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionGeometry& g, const PackedKeys& keys,

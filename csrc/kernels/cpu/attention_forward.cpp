@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../attention.h"
+#include "attention_dropout.h"
 #include "attention_gemm.h"
 #include "attention_layout.h"
 #include "attention_pack.h"
@@ -27,7 +28,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
 // products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero).
 struct ForwardScratch {
-  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16;
+  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16, log_sum, keep;
   ForwardScratch(const AttentionGeometry& g, int64_t rows, bool pairs)
       : q(pairs ? 1 : rows * g.d),
         s(rows * kBlockK),
@@ -38,7 +39,9 @@ struct ForwardScratch {
         lse(rows),
         bias(2 * kBlockK),
         q16(pairs ? round_up32(rows) * round_up32(g.d) / 2 : 1),
-        p16(pairs ? round_up32(rows) * kBlockK / 2 : 1) {}
+        p16(pairs ? round_up32(rows) * kBlockK / 2 : 1),
+        log_sum(rows),
+        keep(rows * kBlockK) {}
   uint16_t* q_bf16() const { return reinterpret_cast<uint16_t*>(q16.get()); }
   uint16_t* p_bf16() const { return reinterpret_cast<uint16_t*>(p16.get()); }
 };
@@ -111,10 +114,12 @@ struct ForwardItem {
       for (int64_t hh = 0; hh < g.group; ++hh)
         for (int64_t r = 0; r < rows; ++r) zero_row(p.dtype, p.out, (out_row(hh) + r) * g.dv, g.dv);
       std::fill(lse, lse + stacked(), kNegInf);
+      std::fill(w.row_max.get(), w.row_max.get() + stacked(), kNegInf);
     } else {
       attend(span, lse);
     }
     for (int64_t hh = 0; hh < g.group; ++hh) std::copy(lse + hh * rows, lse + (hh + 1) * rows, p.lse + out_row(hh));
+    write_row_stats(p.row_stats, w.row_max.get(), w.log_sum.get());
     if (p.weights) write_weights(span);
   }
 
@@ -156,6 +161,10 @@ struct ForwardItem {
       int64_t cols;
       scores(kt, state, &cols);
       online_softmax_tile(n_rows, cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
+      if (p.dropout.enabled)  // after the row sums: they, lse and the weights stay undropped
+        for (int64_t hh = 0; hh < g.group; ++hh)
+          dropout_tile(p.dropout, b, head(hh), i0(), rows, kt * kBlockK, g.keys_in(kt), 1.f,
+                       w.s.get() + hh * rows * kBlockK, kBlockK, w.keep.get());
       accumulate_pv(kt, cols);
     }
     for (int64_t hh = 0; hh < g.group; ++hh)
@@ -163,8 +172,9 @@ struct ForwardItem {
         const int64_t sr = hh * rows + r, dst = (out_row(hh) + r) * g.dv;
         const float l = tree_sum16(load16(l16 + sr * kLanes));
         if (l > 0.f) {
-          store_row(p.dtype, out + sr * g.dv_pad, g.dv, 1.f / l, p.out, dst);
-          lse[sr] = m[sr] + std::log(l);
+          store_row(p.dtype, out + sr * g.dv_pad, g.dv, (float)p.dropout.scale / l, p.out, dst);
+          w.log_sum.get()[sr] = std::log(l);
+          lse[sr] = m[sr] + w.log_sum.get()[sr];
         } else {
           zero_row(p.dtype, p.out, dst, g.dv);
           lse[sr] = kNegInf;
@@ -172,7 +182,17 @@ struct ForwardItem {
       }
   }
 
-  // Probabilities exp(s - lse) recomputed tile by tile; zeros where tiles are empty.
+  // Row statistics (m, log l) of the stacked rows: m = -inf where a row attends to nothing.
+  void write_row_stats(float* stats, const float* m, const float* log_sum) const {
+    for (int64_t hh = 0; hh < g.group; ++hh)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t sr = hh * rows + r, dst = 2 * (out_row(hh) + r);
+        stats[dst] = m[sr];
+        stats[dst + 1] = m[sr] == kNegInf ? 0.f : log_sum[sr];
+      }
+  }
+
+  // Probabilities exp((s - m) - log l) recomputed tile by tile; zeros where tiles are empty.
   void write_weights(const TileSpan& span) const {
     for (int64_t kt = 0; kt < g.k_tiles; ++kt) {
       const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
@@ -180,7 +200,7 @@ struct ForwardItem {
       if (state != TileState::Empty) {
         int64_t cols;
         scores(kt, state, &cols);
-        probabilities_from_lse(stacked(), cols, w.s.get(), kBlockK, w.lse.get());
+        probabilities_from_stats(stacked(), cols, w.s.get(), kBlockK, w.row_max.get(), w.log_sum.get());
       }
       for (int64_t hh = 0; hh < g.group; ++hh)
         for (int64_t r = 0; r < rows; ++r) {

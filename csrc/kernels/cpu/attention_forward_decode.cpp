@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attention_dot_scores.h"
+#include "attention_dropout.h"
 #include "attention_gemm.h"
 #include "attention_layout.h"
 #include "attention_paths.h"
@@ -24,7 +25,7 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct DecodeScratch {
-  FloatBuffer q, q_t, s_t, k, v, out, alpha, lse, bias;
+  FloatBuffer q, q_t, s_t, k, v, out, alpha, lse, bias, row_max, log_sum, keep;
   explicit DecodeScratch(const AttentionGeometry& g)
       : q(kLanes * g.d),
         q_t(g.d * kLanes),
@@ -34,7 +35,10 @@ struct DecodeScratch {
         out(kLanes * g.dv_pad),
         alpha(kLanes),
         lse(kLanes),
-        bias(kBlockK) {}
+        bias(kBlockK),
+        row_max(kLanes),
+        log_sum(kLanes),
+        keep(kLanes * kBlockK) {}
 };
 
 struct DecodeItem {
@@ -125,22 +129,41 @@ struct DecodeItem {
       }
       l = l * a + sum, m = mx;
       store16(alpha, a);
+      if (p.dropout.enabled) drop_lanes(kt * kBlockK, n, s_t);  // after the sums: lse and weights stay undropped
       const int64_t live = g.live_keys_in(p.mask, b, kt);
       gemm_tile(rows(), g.dv_pad, live, GemmA{s_t, 1, kLanes}, v_rows(kt, live), v_stride(), out, g.dv_pad,
                 GemmInto::ScaleRowsAccumulate, alpha);
     }
     for (int64_t lane = 0; lane < rows(); ++lane) {
       const int64_t dst = out_row(lane);
+      float* row_max = w.row_max.get();
+      float* log_sum = w.log_sum.get();
+      row_max[lane] = m[lane];
       if (l[lane] > 0.f) {
-        store_row(p.dtype, out + lane * g.dv_pad, g.dv, 1.f / l[lane], p.out, dst * g.dv);
-        w.lse.get()[lane] = m[lane] + std::log(l[lane]);
+        store_row(p.dtype, out + lane * g.dv_pad, g.dv, (float)p.dropout.scale / l[lane], p.out, dst * g.dv);
+        log_sum[lane] = std::log(l[lane]);
+        w.lse.get()[lane] = m[lane] + log_sum[lane];
       } else {
         zero_row(p.dtype, p.out, dst * g.dv, g.dv);
+        row_max[lane] = kNegInf;
+        log_sum[lane] = 0.f;
         w.lse.get()[lane] = kNegInf;
       }
       p.lse[dst] = w.lse.get()[lane];
+      p.row_stats[2 * dst] = row_max[lane];
+      p.row_stats[2 * dst + 1] = log_sum[lane];
     }
     if (p.weights) write_weights(span);
+  }
+
+  // Dropout of the transposed probabilities of key tile j0 (n keys), one lane (query row) at a time.
+  void drop_lanes(int64_t j0, int64_t n, float* s_t) const {
+    float* keep = w.keep.get();
+    uint64_t e0[kLanes];
+    for (int64_t lane = 0; lane < rows(); ++lane) e0[lane] = p.dropout.element(b, head(lane), lane % g.q_len, j0);
+    dropout_rows(p.dropout, e0, rows(), n, 1.f, keep, kBlockK);
+    for (int64_t lane = 0; lane < rows(); ++lane)
+      for (int64_t j = 0; j < n; ++j) s_t[j * kLanes + lane] *= keep[lane * kBlockK + j];
   }
 
   bool v_direct() const { return p.dtype == ScalarKind::Float32 && g.dv % kLanes == 0; }
@@ -154,8 +177,9 @@ struct DecodeItem {
   }
 
   void write_weights(const TileSpan& span) const {
-    const f32x16 lse = load16_partial(w.lse.get(), (int)rows(), kNegInf);
-    const i32x16 alive = less16(splat16(kNegInf), lse);
+    const f32x16 m = load16_partial(w.row_max.get(), (int)rows(), kNegInf);
+    const f32x16 log_sum = load16_partial(w.log_sum.get(), (int)rows(), 0.f);
+    const i32x16 alive = less16(splat16(kNegInf), m);
     float* s_t = w.s_t.get();
     for (int64_t kt = 0; kt < g.k_tiles; ++kt) {
       const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
@@ -166,7 +190,7 @@ struct DecodeItem {
       }
       scores_t(kt, state);
       for (int64_t j = 0; j < n; ++j)
-        store16(s_t + j * kLanes, select16(alive, exp16(load16(s_t + j * kLanes) - lse), splat16(0.f)));
+        store16(s_t + j * kLanes, select16(alive, exp16((load16(s_t + j * kLanes) - m) - log_sum), splat16(0.f)));
       for (int64_t lane = 0; lane < rows(); ++lane)
         for (int64_t j = 0; j < n; ++j)
           store_element(p.dtype, p.weights, out_row(lane) * g.k_len + j0 + j, s_t[j * kLanes + lane]);

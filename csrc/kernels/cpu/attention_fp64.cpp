@@ -4,6 +4,8 @@
 #include <limits>
 #include <vector>
 
+#include "attention_dropout.h"
+#include "attention_mask_grad.h"
 #include "attention_paths.h"
 
 namespace maskattn {
@@ -25,8 +27,9 @@ struct F64View {
   }
 
   // Probabilities of row i over keys [r.begin, r.end) into prob (k_len wide, 0 where masked);
-  // returns the row's log-sum-exp (-inf when no key is allowed).
-  double row_probabilities(int64_t b, int64_t h, int64_t i, const KeyRange& r, double* prob) const {
+  // returns the row's log-sum-exp (-inf when no key is allowed) and its max in *row_max.
+  double row_probabilities(int64_t b, int64_t h, int64_t i, const KeyRange& r, double* prob,
+                           double* row_max = nullptr) const {
     const int64_t hk = h / (p.heads / p.kv_heads);
     const double* q = q_row(b, h, i);
     double mx = kNegInf;
@@ -41,6 +44,7 @@ struct F64View {
       prob[j] = s;
       mx = s > mx ? s : mx;
     }
+    if (row_max) *row_max = mx;
     if (mx == kNegInf) {
       for (int64_t j = r.begin; j < r.end; ++j) prob[j] = 0.0;
       return kNegInf;
@@ -49,6 +53,15 @@ struct F64View {
     for (int64_t j = r.begin; j < r.end; ++j) sum += prob[j] = std::exp(prob[j] - mx);
     for (int64_t j = r.begin; j < r.end; ++j) prob[j] /= sum;
     return mx + std::log(sum);
+  }
+
+  // keep[j] = 1 / (1 - p) where key j of row i survives the dropout, 0 where dropped, for j in r.
+  void row_dropout(int64_t b, int64_t h, int64_t i, const KeyRange& r, float* keep_f32, double* keep) const {
+    const DropoutSpec& d = p.dropout;
+    for (int64_t j = r.begin; j < r.end; ++j) keep[j] = d.scale;
+    if (!d.enabled || r.empty()) return;
+    dropout_row(d, d.element(b, h, i, r.begin), r.end - r.begin, 1.f, keep_f32 + r.begin);
+    for (int64_t j = r.begin; j < r.end; ++j) keep[j] = keep_f32[j] * d.scale;
   }
 };
 
@@ -59,20 +72,25 @@ void attention_fwd_f64(const AttentionFwdParams& p) {
   const int64_t rows = p.batch * p.heads * p.q_len;
 #pragma omp parallel
   {
-    std::vector<double> prob((size_t)p.k_len);
+    std::vector<double> prob((size_t)p.k_len), keep((size_t)p.k_len);
+    std::vector<float> keep_f32((size_t)p.k_len);
 #pragma omp for schedule(dynamic, 16)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t i = row % p.q_len, h = (row / p.q_len) % p.heads, b = row / (p.q_len * p.heads);
       const int64_t hk = h / (p.heads / p.kv_heads);
       const KeyRange r = p.mask.key_range(b, i);
-      const double lse = view.row_probabilities(b, h, i, r, prob.data());
+      double mx = kNegInf;
+      const double lse = view.row_probabilities(b, h, i, r, prob.data(), &mx);
+      view.row_dropout(b, h, i, r, keep_f32.data(), keep.data());
       double* out = static_cast<double*>(p.out) + row * p.v_head_dim;
       for (int64_t d = 0; d < p.v_head_dim; ++d) out[d] = 0.0;
       for (int64_t j = r.begin; j < r.end; ++j) {
         const double* v = view.v_row(b, hk, j);
-        for (int64_t d = 0; d < p.v_head_dim; ++d) out[d] += prob[j] * v[d];
+        for (int64_t d = 0; d < p.v_head_dim; ++d) out[d] += prob[j] * keep[j] * v[d];
       }
       p.lse[row] = (float)lse;
+      p.row_stats[2 * row] = (float)mx;
+      p.row_stats[2 * row + 1] = mx == kNegInf ? 0.f : (float)(lse - mx);
       if (p.weights) {
         double* w = static_cast<double*>(p.weights) + row * p.k_len;
         for (int64_t j = 0; j < p.k_len; ++j) w[j] = j >= r.begin && j < r.end ? prob[j] : 0.0;
@@ -81,18 +99,23 @@ void attention_fwd_f64(const AttentionFwdParams& p) {
   }
 }
 
-// dS_ij = P_ij (G_ij - sum_k P_ik G_ik + dlse_i), G_ij = dout_i . v_j + dweights_ij; every
-// (batch, kv head) item owns its dk/dv rows and the dq rows of its query heads: no races.
+// dS_ij = P_ij (G_ij - sum_k P_ik G_ik + dlse_i), G_ij = keep_ij dout_i . v_j + dweights_ij
+// (keep_ij = 1 / (1 - p) or 0 with dropout, else 1), dS also being the additive mask's gradient;
+// every (batch, kv head) item owns its dk/dv rows and the dq rows of its query heads: no races.
+// A mask gradient that broadcasts over batch or heads merges those items (attention_mask_grad.h).
 void attention_bwd_f64(const AttentionBwdParams& bp) {
   const AttentionFwdParams& p = bp.fwd;
   const F64View view{p};
   const int64_t group = p.heads / p.kv_heads, D = p.head_dim, Dv = p.v_head_dim;
+  const MaskGradOut& mg = bp.mask_grad;
+  const OwnedItems items = owned_items(mg, p.batch, mg.stride_b, p.kv_heads, mg.stride_h, 1, 0);
 #pragma omp parallel
   {
-    std::vector<double> prob((size_t)p.k_len), grad((size_t)p.k_len);
+    std::vector<double> prob((size_t)p.k_len), grad((size_t)p.k_len), keep((size_t)p.k_len);
+    std::vector<float> keep_f32((size_t)p.k_len);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t bhk = 0; bhk < p.batch * p.kv_heads; ++bhk) {
-      const int64_t b = bhk / p.kv_heads, hk = bhk % p.kv_heads;
+    for (int64_t item = 0; item < items.count(); ++item) items.for_each(item, [&](int64_t b, int64_t hk, int64_t) {
+      const int64_t bhk = b * p.kv_heads + hk;
       double* dk = static_cast<double*>(bp.dk) + bhk * p.k_len * D;
       double* dv = static_cast<double*>(bp.dv) + bhk * p.k_len * Dv;
       for (int64_t e = 0; e < p.k_len * D; ++e) dk[e] = 0.0;
@@ -104,28 +127,32 @@ void attention_bwd_f64(const AttentionBwdParams& bp) {
           for (int64_t d = 0; d < D; ++d) dq[d] = 0.0;
           const KeyRange r = p.mask.key_range(b, i);
           if (view.row_probabilities(b, h, i, r, prob.data()) == kNegInf) continue;
+          view.row_dropout(b, h, i, r, keep_f32.data(), keep.data());
           const double* dout = static_cast<const double*>(bp.dout) + row * Dv;
           const double* dw = bp.dweights ? static_cast<const double*>(bp.dweights) + row * p.k_len : nullptr;
           double pg = 0.0;
           for (int64_t j = r.begin; j < r.end; ++j) {
             const double* v = view.v_row(b, hk, j);
-            double g = dw ? dw[j] : 0.0;
+            double g = 0.0;
             for (int64_t d = 0; d < Dv; ++d) g += dout[d] * v[d];
-            grad[j] = g;
-            pg += prob[j] * g;
+            grad[j] = keep[j] * g + (dw ? dw[j] : 0.0);
+            pg += prob[j] * grad[j];
           }
           const double dlse = bp.dlse ? bp.dlse[row] : 0.0;
           const double* q = view.q_row(b, h, i);
+          double* mask_grad = mg.wanted() ? static_cast<double*>(mg.data) + mg.offset(b, h, i, 0) : nullptr;
           for (int64_t j = r.begin; j < r.end; ++j) {
             if (prob[j] == 0.0) continue;
-            const double ds = prob[j] * (grad[j] - pg + dlse) * p.scale;
+            const double ds = prob[j] * (grad[j] - pg + dlse);
+            if (mask_grad) mask_grad[j * mg.stride_j] += ds;
+            const double ds_scaled = ds * p.scale;
             const double* k = view.k_row(b, hk, j);
-            for (int64_t d = 0; d < D; ++d) dq[d] += ds * k[d], dk[j * D + d] += ds * q[d];
-            for (int64_t d = 0; d < Dv; ++d) dv[j * Dv + d] += prob[j] * dout[d];
+            for (int64_t d = 0; d < D; ++d) dq[d] += ds_scaled * k[d], dk[j * D + d] += ds_scaled * q[d];
+            for (int64_t d = 0; d < Dv; ++d) dv[j * Dv + d] += prob[j] * keep[j] * dout[d];
           }
         }
       }
-    }
+    });
   }
 }
 

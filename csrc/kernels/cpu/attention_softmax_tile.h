@@ -48,17 +48,19 @@ inline void online_softmax_tile(int64_t rows, int64_t cols, float* s, int64_t ld
   }
 }
 
-// Final probabilities from the saved log-sum-exp: p = exp(s - lse); rows with lse = -inf are 0.
-inline void probabilities_from_lse(int64_t rows, int64_t cols, float* s, int64_t lds, const float* lse) {
+// Final probabilities from the row statistics: p = exp((s - m) - log_sum), rows with m = -inf are 0.
+// s - m comes first: it is exact where s and m are close, even where m itself is huge (-1e9).
+inline void probabilities_from_stats(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
+                                     const float* log_sum) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
     float* row = s + r * lds;
-    if (lse[r] == neg_inf) {
+    if (m[r] == neg_inf) {
       for (int64_t c = 0; c < cols; c += kLanes) store16(row + c, splat16(0.f));
       continue;
     }
-    const f32x16 l16 = splat16(lse[r]);
-    for (int64_t c = 0; c < cols; c += kLanes) store16(row + c, exp16(load16(row + c) - l16));
+    const f32x16 m16 = splat16(m[r]), l16 = splat16(log_sum[r]);
+    for (int64_t c = 0; c < cols; c += kLanes) store16(row + c, exp16((load16(row + c) - m16) - l16));
   }
 }
 

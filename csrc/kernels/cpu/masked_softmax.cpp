@@ -6,6 +6,7 @@
 
 #include "../masked_softmax.h"
 #include "attention_tile_mask.h"
+#include "attention_mask_grad.h"
 #include "row_convert.h"
 #include "softmax_rows.h"
 
@@ -131,41 +132,60 @@ void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p) {
   }
 }
 
+// Adds (g - dot) * p over keys [lo, hi) of row (b, h, i) into the mask's gradient.
+template <typename T>
+void add_row_mask_grad(const MaskGradOut& mg, int64_t b, int64_t h, int64_t i, const T* g, const T* p, T dot,
+                       int64_t lo, int64_t hi) {
+  T* dst = static_cast<T*>(mg.data) + mg.offset(b, h, i, 0);
+  for (int64_t j = lo; j < hi; ++j) dst[j * mg.stride_j] += (g[j] - dot) * p[j];
+}
+
 void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
   const int64_t n = p.k_len;
+  const MaskGradOut& mg = p.mask_grad;
+  auto row_backward = [&](int64_t r, std::vector<float>& g, std::vector<float>& pr) {
+    const int64_t off = r * n;
+    const int64_t b = r / (p.heads * p.q_len), h = (r / p.q_len) % p.heads, i = r % p.q_len;
+    // only the band can hold non-zero probabilities: read it, write zeros around it
+    const KeyRange range = p.mask.live_key_range(b, i);
+    const int64_t lo = range.begin, len = range.end - range.begin;
+    if (p.dtype == ScalarKind::Float64) {
+      const double* gd = static_cast<const double*>(p.grad) + off;
+      const double* pd = static_cast<const double*>(p.probs) + off;
+      double* out = static_cast<double*>(p.grad_scores) + off;
+      double dot = 0;
+      for (int64_t j = lo; j < range.end; ++j) dot += gd[j] * pd[j];
+      for (int64_t j = 0; j < n; ++j) out[j] = j >= lo && j < range.end ? p.scale * pd[j] * (gd[j] - dot) : 0.0;
+      if (mg.wanted()) add_row_mask_grad<double>(mg, b, h, i, gd, pd, dot, lo, range.end);
+    } else if (p.dtype == ScalarKind::Float32) {
+      const float* gf = static_cast<const float*>(p.grad) + off + lo;
+      const float* pf = static_cast<const float*>(p.probs) + off + lo;
+      float* out = static_cast<float*>(p.grad_scores) + off;
+      const float dot = row_dot(gf, pf, len);
+      if (mg.wanted()) add_row_mask_grad<float>(mg, b, h, i, gf - lo, pf - lo, dot, lo, range.end);
+      row_softmax_grad(gf, pf, len, dot, (float)p.scale, out + lo);
+      row_fill(out, lo, 0.f);
+      row_fill(out + range.end, n - range.end, 0.f);
+    } else {
+      load_row_as_float(p.dtype, p.grad, off + lo, len, g.data() + lo);
+      load_row_as_float(p.dtype, p.probs, off + lo, len, pr.data() + lo);
+      const float dot = row_dot(g.data() + lo, pr.data() + lo, len);
+      if (mg.wanted()) add_row_mask_grad<float>(mg, b, h, i, g.data(), pr.data(), dot, lo, range.end);
+      row_softmax_grad(g.data() + lo, pr.data() + lo, len, dot, (float)p.scale, g.data() + lo);
+      row_fill(g.data(), lo, 0.f);
+      row_fill(g.data() + range.end, n - range.end, 0.f);
+      store_row_from_float(p.dtype, p.grad_scores, off, n, g.data());
+    }
+  };
+  // a mask gradient broadcast over batch, heads or rows: one item owns each of its elements
+  const int64_t batch = p.rows / (p.heads * p.q_len);
+  const OwnedItems items = owned_items(mg, batch, mg.stride_b, p.heads, mg.stride_h, p.q_len, mg.stride_i);
 #pragma omp parallel
   {
     std::vector<float> g(n), pr(n);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < p.rows; ++r) {
-      const int64_t off = r * n;
-      // only the band can hold non-zero probabilities: read it, write zeros around it
-      const KeyRange range = p.mask.live_key_range(r / (p.heads * p.q_len), r % p.q_len);
-      const int64_t lo = range.begin, len = range.end - range.begin;
-      if (p.dtype == ScalarKind::Float64) {
-        const double* gd = static_cast<const double*>(p.grad) + off;
-        const double* pd = static_cast<const double*>(p.probs) + off;
-        double* out = static_cast<double*>(p.grad_scores) + off;
-        double dot = 0;
-        for (int64_t j = lo; j < range.end; ++j) dot += gd[j] * pd[j];
-        for (int64_t j = 0; j < n; ++j) out[j] = j >= lo && j < range.end ? p.scale * pd[j] * (gd[j] - dot) : 0.0;
-      } else if (p.dtype == ScalarKind::Float32) {
-        const float* gf = static_cast<const float*>(p.grad) + off + lo;
-        const float* pf = static_cast<const float*>(p.probs) + off + lo;
-        float* out = static_cast<float*>(p.grad_scores) + off;
-        row_softmax_grad(gf, pf, len, row_dot(gf, pf, len), (float)p.scale, out + lo);
-        row_fill(out, lo, 0.f);
-        row_fill(out + range.end, n - range.end, 0.f);
-      } else {
-        load_row_as_float(p.dtype, p.grad, off + lo, len, g.data() + lo);
-        load_row_as_float(p.dtype, p.probs, off + lo, len, pr.data() + lo);
-        row_softmax_grad(g.data() + lo, pr.data() + lo, len, row_dot(g.data() + lo, pr.data() + lo, len),
-                         (float)p.scale, g.data() + lo);
-        row_fill(g.data(), lo, 0.f);
-        row_fill(g.data() + range.end, n - range.end, 0.f);
-        store_row_from_float(p.dtype, p.grad_scores, off, n, g.data());
-      }
-    }
+    for (int64_t it = 0; it < items.count(); ++it)
+      items.for_each(it, [&](int64_t b, int64_t h, int64_t i) { row_backward((b * p.heads + h) * p.q_len + i, g, pr); });
   }
 }
 

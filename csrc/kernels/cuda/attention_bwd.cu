@@ -71,7 +71,7 @@ static void run_bwd(const AttentionBwdParams& p, const DeviceInfo& dev, cudaStre
 }  // namespace attn
 
 int64_t attention_bwd_workspace_floats_cuda(const AttentionBwdParams& p) {
-  return 2 * attn::BwdRowStats::rows(p.fwd);  // lse2 and delta per query row
+  return 3 * attn::BwdRowStats::rows(p.fwd);  // m2, log_sum2 and delta per query row
 }
 
 void masked_attention_bwd_cuda(const AttentionBwdParams& p, void* stream) {

@@ -17,7 +17,8 @@ static void launch_dkdv_bucket(const AttentionBwdParams& p, const BwdRowStats& s
   allow_dynamic_smem(kernel, Cfg::kSmemBytes, dev, "attention_bwd_dkdv_tc_kernel");
   gpu::launch_kernel("attention_bwd_dkdv_tc_kernel", kernel,
                      grid_of(k_tiles * f.batch * f.kv_heads, "attention_bwd_dkdv_tc_kernel"), Cfg::kThreads,
-                     Cfg::kSmemBytes, stream, p, stats.lse2, stats.delta, k_tiles, later_key_tiles_heavier(f.mask));
+                     Cfg::kSmemBytes, stream, p, stats.m2, stats.log_sum2, stats.delta,
+                      k_tiles, later_key_tiles_heavier(f.mask));
 }
 
 template <typename Elem>

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../attention.h"
+#include "attention_dropout.cuh"
 #include "attention_tiles.h"
 #include "attention_warp_mma.cuh"
 #include "cuda_common.cuh"
@@ -25,17 +26,19 @@ struct DkdvTcConfig {
   static constexpr int kRows = HD == 64 ? 32 : 16;  // query rows per step: S^T, dP^T stay small
   static constexpr int kCols = HD / kColSplit;         // dK / dV columns per warp
   static constexpr int kSmemElems = 2 * kKeys * HD + 4 * kRows * HD;  // K, V, then Q and dO twice
-  static constexpr int kSmemBytes = kSmemElems * 2 + 4 * kRows * (int)sizeof(float);  // + lse2, delta twice
+  static constexpr int kSmemBytes = kSmemElems * 2 + 6 * kRows * (int)sizeof(float);  // + m2, log_sum2, delta twice
 };
 
 // In the transposed orientation (mma rows = this warp's keys key[0], key[1]; columns = query rows
-// i0..): S^T becomes P^T = exp2(S - lse) and dP^T becomes dS^T = P (dP + dweights - delta).
+// i0..): S^T becomes P^T = exp2((S - m2) - log_sum2) and dP^T becomes dS^T = P (dP + dweights - delta).
 // Partial tiles (kMasked) zero the probabilities MaskSpec refuses and add the additive mask.
+// With dropout dP is dropped and scaled first, and so is P^T once dS^T used it (it feeds dV).
 template <bool kMasked, typename Elem, int N_TILES>
 __device__ __forceinline__ void probs_and_grads_by_key(float (&st)[N_TILES][4], float (&dpt)[N_TILES][4],
                                                        float scale_log2, const MaskSpec& mask, int64_t b, int64_t h,
-                                                       int64_t i0, const int64_t (&key)[2], const float* lse2,
-                                                       const float* delta, const Elem* dweights_rows,
+                                                       int64_t i0, const int64_t (&key)[2], const float* m2,
+                                                       const float* log_sum2, const float* delta,
+                                                       uint32_t keep_bits, float kept_scale, const Elem* dweights_rows,
                                                        const AttentionFwdParams& f, int lane) {
 #pragma unroll
   for (int nt = 0; nt < N_TILES; ++nt) {
@@ -58,11 +61,12 @@ __device__ __forceinline__ void probs_and_grads_by_key(float (&st)[N_TILES][4], 
             if (ok) v += mask.additive(b, h, i, j) * kLog2e;
           }
         }
-        const float prob = ok ? fast_exp2(v - lse2[col]) : 0.f;
-        float grad = dpt[nt][r];
+        const float prob = ok ? fast_exp2((v - m2[col]) - log_sum2[col]) : 0.f;
+        const float kept = f.dropout.enabled ? ((keep_bits >> (4 * nt + r)) & 1u ? kept_scale : 0.f) : 1.f;
+        float grad = dpt[nt][r] * kept;
         if (dweights_rows != nullptr && i < f.q_len && j < f.k_len)
           grad += gpu::to_float(dweights_rows[i * f.k_len + j]);
-        st[nt][r] = prob;
+        st[nt][r] = prob * kept;
         dpt[nt][r] = prob * (grad - delta[col]);
       }
     }
@@ -71,8 +75,8 @@ __device__ __forceinline__ void probs_and_grads_by_key(float (&st)[N_TILES][4], 
 
 template <typename Elem, int HD>
 __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
-    attention_bwd_dkdv_tc_kernel(const AttentionBwdParams p, const float* lse2_rows, const float* delta_rows,
-                                 int64_t k_tiles, bool later_heavier) {
+    attention_bwd_dkdv_tc_kernel(const AttentionBwdParams p, const float* m2_rows, const float* log_sum2_rows,
+                                 const float* delta_rows, int64_t k_tiles, bool later_heavier) {
   using Cfg = DkdvTcConfig<HD>;
   constexpr int kRowTiles = Cfg::kRows / 8, kColTiles = Cfg::kCols / 8, kSteps = HD / 16;
   unsigned char* smem_raw = gpu::dynamic_smem;
@@ -80,8 +84,9 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
   Elem* v_tile = k_tile + Cfg::kKeys * HD;
   Elem* q_tiles = v_tile + Cfg::kKeys * HD;            // [2][kRows][HD]
   Elem* do_tiles = q_tiles + 2 * Cfg::kRows * HD;      // [2][kRows][HD]
-  float* lse2_s = reinterpret_cast<float*>(smem_raw + Cfg::kSmemElems * 2);  // [2][kRows]
-  float* delta_s = lse2_s + 2 * Cfg::kRows;                                   // [2][kRows]
+  float* m2_s = reinterpret_cast<float*>(smem_raw + Cfg::kSmemElems * 2);  // [2][kRows]
+  float* log_sum2_s = m2_s + 2 * Cfg::kRows;                                // [2][kRows]
+  float* delta_s = log_sum2_s + 2 * Cfg::kRows;                             // [2][kRows]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const AttentionFwdParams& f = p.fwd;
   const MaskSpec& mask = f.mask;
@@ -120,7 +125,8 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
                                                    rows_left, dv);
     for (int r = threadIdx.x; r < Cfg::kRows; r += Cfg::kThreads) {
       const bool exists = i0 + r < f.q_len;
-      lse2_s[buf * Cfg::kRows + r] = exists ? lse2_rows[row_base + i0 + r] : INFINITY;  // +inf: P = 0
+      m2_s[buf * Cfg::kRows + r] = exists ? m2_rows[row_base + i0 + r] : INFINITY;  // +inf: P = 0
+      log_sum2_s[buf * Cfg::kRows + r] = exists ? log_sum2_rows[row_base + i0 + r] : 0.f;
       delta_s[buf * Cfg::kRows + r] = exists ? delta_rows[row_base + i0 + r] : 0.f;
     }
   };
@@ -149,7 +155,8 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
     if (state == TileState::Empty) continue;
     const uint32_t q_smem = smem_address(q_tiles + buf * Cfg::kRows * HD);
     const uint32_t do_smem = smem_address(do_tiles + buf * Cfg::kRows * HD);
-    const float* lse2 = lse2_s + buf * Cfg::kRows;
+    const float* m2 = m2_s + buf * Cfg::kRows;
+    const float* log_sum2 = log_sum2_s + buf * Cfg::kRows;
     const float* delta = delta_s + buf * Cfg::kRows;
     const Elem* dweights_rows =
         p.dweights ? static_cast<const Elem*>(p.dweights) + (b * f.heads + h) * f.q_len * f.k_len : nullptr;
@@ -159,10 +166,14 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
     zero_fill(dpt);
     mma_abt<Elem, HD, kRowTiles, kSteps>(st, k_smem, key_group * 16, q_smem, d, lane);
     mma_abt<Elem, HD, kRowTiles, kSteps>(dpt, v_smem, key_group * 16, do_smem, dv, lane);
+    const uint32_t keep_bits = f.dropout.enabled ? dropout_bits_by_key<kRowTiles>(f.dropout, b, h, i0, key, lane) : 0u;
+    const float kept_scale = (float)f.dropout.scale;
     if (state == TileState::Full)
-      probs_and_grads_by_key<false>(st, dpt, scale_log2, mask, b, h, i0, key, lse2, delta, dweights_rows, f, lane);
+      probs_and_grads_by_key<false>(st, dpt, scale_log2, mask, b, h, i0, key, m2, log_sum2, delta, keep_bits,
+                                    kept_scale, dweights_rows, f, lane);
     else
-      probs_and_grads_by_key<true>(st, dpt, scale_log2, mask, b, h, i0, key, lse2, delta, dweights_rows, f, lane);
+      probs_and_grads_by_key<true>(st, dpt, scale_log2, mask, b, h, i0, key, m2, log_sum2, delta, keep_bits,
+                                   kept_scale, dweights_rows, f, lane);
     mma_pb<Elem, HD>(dvacc, st, do_smem, col0, dv, lane);  // dV += P^T dO
     mma_pb<Elem, HD>(dk, dpt, q_smem, col0, d, lane);      // dK += dS^T Q
   }

@@ -17,7 +17,8 @@ static void launch_dq_bucket(const AttentionBwdParams& p, const BwdRowStats& sta
   allow_dynamic_smem(kernel, Cfg::kSmemBytes, dev, "attention_bwd_dq_tc_kernel");
   gpu::launch_kernel("attention_bwd_dq_tc_kernel", kernel,
                      grid_of(q_tiles * f.batch * f.heads, "attention_bwd_dq_tc_kernel"), Cfg::kThreads,
-                     Cfg::kSmemBytes, stream, p, stats.lse2, stats.delta, q_tiles, later_query_tiles_heavier(f.mask));
+                     Cfg::kSmemBytes, stream, p, stats.m2, stats.log_sum2, stats.delta,
+                      q_tiles, later_query_tiles_heavier(f.mask));
 }
 
 template <typename Elem>

@@ -2,15 +2,18 @@
 //
 // A block owns 64 query rows of one (batch, head), 16 per warp, and walks the key tiles those
 // rows may attend (double-buffered cp.async, as the forward). Per tile it recomputes
-// P = exp2(S - lse), dP = dO V^T (+ dweights), dS = P (dP - delta) and accumulates dQ += dS K in
-// registers; dq is written once at the end, so the pass is deterministic without atomics.
+// P = exp2((S - m2) - log_sum2), dP = dO V^T (dropped and scaled with dropout, + dweights),
+// dS = P (dP - delta) and accumulates dQ += dS K in registers; dq is written once at the end, so
+// the pass is deterministic without atomics. This pass also writes the additive mask's gradient.
 #pragma once
 #include <cstdint>
 
 #include "../attention.h"
+#include "attention_dropout.cuh"
 #include "attention_tiles.h"
 #include "attention_warp_mma.cuh"
 #include "cuda_common.cuh"
+#include "mask_grad_store.cuh"
 
 namespace maskattn {
 namespace attn {
@@ -27,7 +30,7 @@ struct DqTcConfig {
 // dS = P (dP + dweights - delta) over a warp's tile, in place of the masked base-2 scores s.
 template <typename Elem, int N_TILES>
 __device__ __forceinline__ void scores_to_grad(float (&s)[N_TILES][4], const float (&dp)[N_TILES][4],
-                                               const float (&lse2)[2], const float (&delta)[2],
+                                               const float* m2, const float* log_sum2, const float* delta,
                                                const Elem* dweights_rows, const int64_t (&row)[2], int64_t j0,
                                                const AttentionFwdParams& f, int lane) {
 #pragma unroll
@@ -35,21 +38,21 @@ __device__ __forceinline__ void scores_to_grad(float (&s)[N_TILES][4], const flo
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const int rh = r >> 1;
-      const float prob = fast_exp2(s[nt][r] - lse2[rh]);
+      const float prob = fast_exp2((s[nt][r] - m2[8 * rh]) - log_sum2[8 * rh]);
       float grad = dp[nt][r];
       if (dweights_rows != nullptr) {
         const int64_t i = row[rh], j = j0 + nt * 8 + frag::acc_col(lane, r);
         if (i < f.q_len && j < f.k_len) grad += gpu::to_float(dweights_rows[i * f.k_len + j]);
       }
-      s[nt][r] = prob * (grad - delta[rh]);
+      s[nt][r] = prob * (grad - delta[8 * rh]);
     }
   }
 }
 
 template <typename Elem, int HD>
 __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
-    attention_bwd_dq_tc_kernel(const AttentionBwdParams p, const float* lse2_rows, const float* delta_rows,
-                               int64_t q_tiles, bool later_heavier) {
+    attention_bwd_dq_tc_kernel(const AttentionBwdParams p, const float* m2_rows, const float* log_sum2_rows,
+                               const float* delta_rows, int64_t q_tiles, bool later_heavier) {
   using Cfg = DqTcConfig<HD>;
   constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
   unsigned char* smem_raw = gpu::dynamic_smem;
@@ -89,13 +92,17 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
   const int row_in_tile = warp * 16 + (lane >> 2);
   const int64_t row[2] = {i0 + row_in_tile, i0 + row_in_tile + 8};
   const KeyRange band[2] = {mask.key_range(b, row[0]), mask.key_range(b, row[1])};
-  float lse2[2], delta[2];
-#pragma unroll
-  for (int rh = 0; rh < 2; ++rh) {
-    const bool exists = row[rh] < f.q_len;
-    lse2[rh] = exists ? lse2_rows[row_base + row[rh]] : INFINITY;  // +inf: probabilities are 0
-    delta[rh] = exists ? delta_rows[row_base + row[rh]] : 0.f;
+  // the row statistics wait in shared memory, read once per tile: fewer registers held for the
+  // whole kernel (+inf for m2 past q_len: probabilities 0)
+  __shared__ float m2_s[Cfg::kRows], log_sum2_s[Cfg::kRows], delta_s[Cfg::kRows];
+  for (int r = threadIdx.x; r < Cfg::kRows; r += Cfg::kThreads) {  // visible after the loop's barrier
+    const bool exists = i0 + r < f.q_len;
+    m2_s[r] = exists ? m2_rows[row_base + i0 + r] : INFINITY;
+    log_sum2_s[r] = exists ? log_sum2_rows[row_base + i0 + r] : 0.f;
+    delta_s[r] = exists ? delta_rows[row_base + i0 + r] : 0.f;
   }
+  // [0]: row[0], [8]: row[1]
+  const float *m2 = m2_s + row_in_tile, *log_sum2 = log_sum2_s + row_in_tile, *delta = delta_s + row_in_tile;
   const float scale_log2 = (float)f.scale * kLog2e;
   const uint32_t q_smem = smem_address(q_tile), do_smem = smem_address(do_tile);
 
@@ -121,7 +128,12 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
       scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
     else
       scores_to_log2<true>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
-    scores_to_grad(s, dp, lse2, delta, dweights_rows, row, t * Cfg::kKeys, f, lane);
+    if (f.dropout.enabled)  // dP' = keep / (1 - p) dO V^T; P itself stays undropped in dS = P (dP' - delta)
+      apply_dropout_bits(dp, dropout_bits<kKeyTiles>(f.dropout, b, h, row, t * Cfg::kKeys, lane),
+                         (float)f.dropout.scale);
+    scores_to_grad(s, dp, m2, log_sum2, delta, dweights_rows, row, t * Cfg::kKeys, f, lane);
+    if (p.mask_grad.wanted())
+      gpu::add_mask_grad_fragment(p.mask_grad, s, b, h, row, t * Cfg::kKeys, f.q_len, f.k_len, lane);
     mma_pb<Elem, HD>(dq, s, k_smem, 0, d, lane);  // K read transposed: [key][d] is the B of dS K
   }
   cp_async_wait<0>();

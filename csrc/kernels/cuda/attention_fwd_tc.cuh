@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "../attention.h"
+#include "attention_dropout.cuh"
 #include "attention_tiles.h"
 #include "attention_warp_mma.cuh"
 #include "cuda_common.cuh"
@@ -135,6 +136,8 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     else
       scores_to_log2<true>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
     online_softmax(s, o, m, l);
+    // dropped after the sums: lse, row statistics and weights stay undropped
+    if (p.dropout.enabled) apply_dropout_bits(s, dropout_bits<kKeyTiles>(p.dropout, b, h, row, t * Cfg::kKeys, lane), 1.f);
     mma_pb<Elem, HD>(o, s, v_smem, 0, dv, lane);
   }
   cp_async_wait<0>();  // nothing may stay in flight when the block exits
@@ -146,10 +149,15 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     total += __shfl_xor_sync(0xffffffffu, total, 1);
     total += __shfl_xor_sync(0xffffffffu, total, 2);
     // l == 0 exactly when no key was allowed: zeros and -inf, never 0/0
-    const float inv = total > 0.f ? 1.f / total : 0.f;
+    const float inv = total > 0.f ? (float)p.dropout.scale / total : 0.f;
     const int64_t i = row[rh];
     if (i >= p.q_len) continue;
-    if ((lane & 3) == 0) p.lse[row_base + i] = total > 0.f ? (m[rh] + log2f(total)) * kLn2 : -INFINITY;
+    if ((lane & 3) == 0) {
+      const float log_sum2 = log2f(total);
+      p.lse[row_base + i] = total > 0.f ? (m[rh] + log_sum2) * kLn2 : -INFINITY;
+      p.row_stats[2 * (row_base + i)] = total > 0.f ? m[rh] : -INFINITY;  // base 2, as the backward reads them
+      p.row_stats[2 * (row_base + i) + 1] = total > 0.f ? log_sum2 : 0.f;
+    }
     Elem* out_row = static_cast<Elem*>(p.out) + (row_base + i) * dv;
 #pragma unroll
     for (int ot = 0; ot < kOutTiles; ++ot) {

@@ -1,7 +1,7 @@
 // Row-level helper kernels of the attention ops (any dtype, any head size):
 //   * attention_bwd_rows_kernel: the per-row statistics the backward passes read;
-//   * attention_probs_kernel: probabilities recomputed from q, k and the saved lse, either written
-//     out (the optional weights of the forward) or dotted with dweights into delta (backward).
+//   * attention_probs_kernel: probabilities recomputed from q, k and the row statistics, either
+//     written out (the optional weights of the forward) or dotted with dweights into delta (backward).
 #pragma once
 #include <cstdint>
 
@@ -15,18 +15,34 @@ namespace attn {
 
 constexpr int kRowsThreads = 256;
 
-// Workspace of the backward: lse2 then delta, one float per (batch, head, query row) each.
+// Workspace of the backward: m2, log_sum2 then delta, one float per (batch, head, query row) each.
+// P = exp2((s2 - m2) - log_sum2) with s2 the base-2 scores: the subtraction of m2 first keeps it
+// exact where the row max itself is huge (keys that all carry -1e9).
 struct BwdRowStats {
-  float* lse2;   // lse in base 2; +inf for rows that attend to nothing, so every P recomputes to 0
-  float* delta;  // rowsum(dout * out) - dlse (+ sum_j P dweights when dweights are given)
+  float* m2;        // row max in base 2; +inf for rows that attend to nothing, so every P is 0
+  float* log_sum2;  // log2 of the row sum of exp2(s2 - m2)
+  float* delta;     // rowsum(dout * out) - dlse (+ sum_j P dweights when dweights are given)
   __host__ __device__ static int64_t rows(const AttentionFwdParams& f) { return f.batch * f.heads * f.q_len; }
   static BwdRowStats in(float* workspace, const AttentionFwdParams& f) {
-    return {workspace, workspace + rows(f)};
+    return {workspace, workspace + rows(f), workspace + 2 * rows(f)};
   }
 };
 
-// One warp per row: delta = dout . out - dlse, and lse in base 2. Padded rows (i >= q_len_of(b))
-// and rows that attended to nothing get lse2 = +inf and delta = 0: all their gradients are 0.
+// (m2, log_sum2) of a row from the forward's row statistics (base 2 on CUDA), or from a caller's
+// lse alone (lse * log2(e), 0) where none were given. m2 = -inf: the row attends to nothing.
+__device__ __forceinline__ void row_stats2(const AttentionFwdParams& f, int64_t row, float& m2, float& log_sum2) {
+  if (f.row_stats != nullptr) {
+    m2 = f.row_stats[2 * row];
+    log_sum2 = f.row_stats[2 * row + 1];
+  } else {
+    m2 = f.lse[row] * kLog2e;
+    log_sum2 = 0.f;
+  }
+}
+
+// One warp per row: delta = dout . out - dlse, and the row statistics in base 2. Padded rows
+// (i >= q_len_of(b)) and rows that attended to nothing get m2 = +inf and delta = 0: all their
+// gradients are 0.
 template <typename Elem>
 __global__ void __launch_bounds__(kRowsThreads, 1)
     attention_bwd_rows_kernel(const AttentionBwdParams p, BwdRowStats stats) {
@@ -42,9 +58,11 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
   for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
   if (lane != 0) return;
   const int64_t b = row / (f.heads * f.q_len), i = row % f.q_len;
-  const float lse = f.lse[row];
-  const bool attends = i < f.mask.q_len_of(b) && lse != -INFINITY;
-  stats.lse2[row] = attends ? lse * kLog2e : INFINITY;
+  float m2, log_sum2;
+  row_stats2(f, row, m2, log_sum2);
+  const bool attends = i < f.mask.q_len_of(b) && m2 != -INFINITY;
+  stats.m2[row] = attends ? m2 : INFINITY;
+  stats.log_sum2[row] = attends ? log_sum2 : 0.f;
   stats.delta[row] = attends ? dot - (p.dlse ? p.dlse[row] : 0.f) : 0.f;
 }
 
@@ -67,9 +85,9 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
   const MaskSpec& mask = f.mask;
   const Elem* q = static_cast<const Elem*>(f.q) + b * f.q_stride_b + h * f.q_stride_h;
   const Elem* k = static_cast<const Elem*>(f.k) + b * f.k_stride_b + kvh * f.k_stride_h;
-  const float lse = i < f.q_len ? f.lse[row] : -INFINITY;
-  // in the base 2 of the forward and the backward, so P is the probability they normalise
-  const float lse2 = lse * kLog2e, scale_log2 = (float)f.scale * kLog2e;
+  float m2 = -INFINITY, log_sum2 = 0.f;
+  if (i < f.q_len) row_stats2(f, row, m2, log_sum2);
+  const float scale_log2 = (float)f.scale * kLog2e;
   const TileSpan span = kDotDweights ? key_tiles_for_rows(mask, b, i0, kEdge, kEdge)
                                      : TileSpan{0, ceil_div(f.k_len, kEdge)};
   float acc = 0.f;
@@ -91,9 +109,10 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
 #pragma unroll 8
         for (int dd = 0; dd < kChunk; ++dd) s += q_s[r][dd] * k_s[c][dd];
       }
-      // lse == -inf: the row attends to nothing and exp would see -inf - -inf
-      if (i < f.q_len && j < f.k_len && lse != -INFINITY && mask.allowed(b, h, i, j))
-        prob = exp2f(s * scale_log2 + mask.additive(b, h, i, j) * kLog2e - lse2);
+      // m2 == -inf: the row attends to nothing and exp2 would see -inf - -inf; base-2 scores
+      // rounded as the forward's, so s2 - m2 is exact where both are huge
+      if (i < f.q_len && j < f.k_len && m2 != -INFINITY && mask.allowed(b, h, i, j))
+        prob = exp2f((s * scale_log2 + mask.additive(b, h, i, j) * kLog2e - m2) - log_sum2);
     }
     if constexpr (kDotDweights) {
       if (prob != 0.f) acc += prob * gpu::to_float(dweights[row * f.k_len + j]);
@@ -105,7 +124,7 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
     // the 16 threads of a row are 16 adjacent lanes of one warp
 #pragma unroll
     for (int off = kEdge / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (c == 0 && i < f.q_len && i < mask.q_len_of(b) && f.lse[row] != -INFINITY) delta[row] += acc;
+    if (c == 0 && i < f.q_len && i < mask.q_len_of(b) && m2 != -INFINITY) delta[row] += acc;
   }
 }
 

@@ -5,19 +5,23 @@
 #pragma once
 #include <cstdint>
 
+#include "attention_dropout.cuh"
 #include "attention_rows.cuh"
 #include "attention_simt_fwd.cuh"
+#include "mask_grad_store.cuh"
 
 namespace maskattn {
 namespace attn {
 
-// P and dS of query row i (local r) and key j (local c) from rows already in shared memory.
-// Full tiles skip the mask; refused pairs and rows that attend to nothing give P = dS = 0.
+// P (dropped and scaled with dropout: the factor of dV) and dS of query row i (local r) and key j
+// (local c) from rows already in shared memory. Full tiles skip the mask; refused pairs and rows
+// that attend to nothing give P = dS = 0.
 template <typename Elem>
 __device__ __forceinline__ void simt_prob_and_grad(float& prob, float& grad, const AttentionBwdParams& p,
                                                    TileState state, int64_t b, int64_t h, int64_t i, int64_t j,
                                                    const float* q_row, const float* k_row, const float* do_row,
-                                                   const float* v_row, float lse2, float delta, const Elem* dweights) {
+                                                   const float* v_row, float m2, float log_sum2, float delta,
+                                                   const Elem* dweights) {
   const AttentionFwdParams& f = p.fwd;
   const MaskSpec& mask = f.mask;
   prob = 0.f;
@@ -26,20 +30,23 @@ __device__ __forceinline__ void simt_prob_and_grad(float& prob, float& grad, con
   const float scale_log2 = (float)f.scale * kLog2e;  // the forward's constant: P is the one lse normalised
   float s = dot_rows(q_row, k_row, (int)f.head_dim) * scale_log2;
   if (state == TileState::Partial) s += mask.additive(b, h, i, j) * kLog2e;
-  prob = exp2f(s - lse2);  // lse2 = +inf for rows that attend to nothing: exactly 0
+  prob = exp2f((s - m2) - log_sum2);  // m2 = +inf for rows that attend to nothing: exactly 0
   if (prob == 0.f) return;
-  float dp = dot_rows(do_row, v_row, (int)f.v_head_dim);
+  const float kept = f.dropout.enabled ? dropout_factor(f.dropout, b, h, i, j, (float)f.dropout.scale) : 1.f;
+  float dp = dot_rows(do_row, v_row, (int)f.v_head_dim) * kept;
   if (dweights != nullptr && i < f.q_len && j < f.k_len)
     dp += gpu::to_float(dweights[((b * f.heads + h) * f.q_len + i) * f.k_len + j]);
   grad = prob * (dp - delta);
+  prob *= kept;
 }
 
 // Row statistics of rows [i0, i0 + edge) of (b, h) into shared memory (+inf / 0 past q_len).
-__device__ __forceinline__ void load_row_stats(float* lse2_s, float* delta_s, BwdRowStats stats, int64_t row_base,
-                                               int64_t i0, int64_t q_len, int edge) {
+__device__ __forceinline__ void load_row_stats(float* m2_s, float* log_sum2_s, float* delta_s, BwdRowStats stats,
+                                               int64_t row_base, int64_t i0, int64_t q_len, int edge) {
   for (int r = threadIdx.x; r < edge; r += blockDim.x) {
     const bool exists = i0 + r < q_len;
-    lse2_s[r] = exists ? stats.lse2[row_base + i0 + r] : INFINITY;
+    m2_s[r] = exists ? stats.m2[row_base + i0 + r] : INFINITY;
+    log_sum2_s[r] = exists ? stats.log_sum2[row_base + i0 + r] : 0.f;
     delta_s[r] = exists ? stats.delta[row_base + i0 + r] : 0.f;
   }
 }
@@ -56,8 +63,9 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
   float* do_s = k_s + e * ld;
   float* v_s = do_s + e * ldv;
   float* ds_s = v_s + e * ldv;
-  float* lse2_s = ds_s + e * lds;
-  float* delta_s = lse2_s + e;
+  float* m2_s = ds_s + e * lds;
+  float* log_sum2_s = m2_s + e;
+  float* delta_s = log_sum2_s + e;
   const AttentionFwdParams& f = p.fwd;
   const MaskSpec& mask = f.mask;
   const TileTask task = tile_task(blockIdx.x, f.batch, f.heads, q_tiles, later_heavier);
@@ -72,7 +80,7 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
                 mask.q_len_of(b), e, d);
   load_rows_f32(do_s, ldv, static_cast<const Elem*>(p.dout) + row_base * dv, dv, i0, mask.q_len_of(b), e, dv);
   for (int x = threadIdx.x; x < e * d; x += kSimtThreads) dq_s[(x / d) * ld + x % d] = 0.f;
-  load_row_stats(lse2_s, delta_s, stats, row_base, i0, f.q_len, e);
+  load_row_stats(m2_s, log_sum2_s, delta_s, stats, row_base, i0, f.q_len, e);
 
   const TileSpan span = key_tiles_for_rows(mask, b, i0, e, e);
   for (int64_t t = span.first; t < span.end; ++t) {
@@ -87,8 +95,11 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
       const int r = x / e, c = x % e;
       float prob, grad;
       simt_prob_and_grad(prob, grad, p, state, b, h, i0 + r, j0 + c, q_s + r * ld, k_s + c * ld, do_s + r * ldv,
-                         v_s + c * ldv, lse2_s[r], delta_s[r], dweights);
+                         v_s + c * ldv, m2_s[r], log_sum2_s[r], delta_s[r], dweights);
       ds_s[r * lds + c] = grad;
+      // this pass visits each (row, key) once: it writes the additive mask's gradient
+      if (p.mask_grad.wanted() && i0 + r < f.q_len && j0 + c < f.k_len)
+        gpu::add_mask_grad(p.mask_grad, b, h, i0 + r, j0 + c, grad);
     }
     __syncthreads();
     for (int x = threadIdx.x; x < e * d; x += kSimtThreads) {
@@ -121,8 +132,9 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
   float* do_s = dv_s + e * ldv;
   float* p_s = do_s + e * ldv;
   float* ds_s = p_s + e * lds;
-  float* lse2_s = ds_s + e * lds;
-  float* delta_s = lse2_s + e;
+  float* m2_s = ds_s + e * lds;
+  float* log_sum2_s = m2_s + e;
+  float* delta_s = log_sum2_s + e;
   const AttentionFwdParams& f = p.fwd;
   const MaskSpec& mask = f.mask;
   const TileTask task = tile_task(blockIdx.x, f.batch, f.kv_heads, k_tiles, later_heavier);
@@ -148,13 +160,13 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
       load_rows_f32(q_s, ld, static_cast<const Elem*>(f.q) + b * f.q_stride_b + h * f.q_stride_h, f.q_stride_i,
                     i0, mask.q_len_of(b), e, d);
       load_rows_f32(do_s, ldv, static_cast<const Elem*>(p.dout) + row_base * dv, dv, i0, mask.q_len_of(b), e, dv);
-      load_row_stats(lse2_s, delta_s, stats, row_base, i0, f.q_len, e);
+      load_row_stats(m2_s, log_sum2_s, delta_s, stats, row_base, i0, f.q_len, e);
       __syncthreads();
       for (int x = threadIdx.x; x < e * e; x += kSimtThreads) {
         const int r = x / e, c = x % e;
         float prob, grad;
         simt_prob_and_grad(prob, grad, p, state, b, h, i0 + r, j0 + c, q_s + r * ld, k_s + c * ld,
-                           do_s + r * ldv, v_s + c * ldv, lse2_s[r], delta_s[r], dweights);
+                           do_s + r * ldv, v_s + c * ldv, m2_s[r], log_sum2_s[r], delta_s[r], dweights);
         p_s[r * lds + c] = prob;
         ds_s[r * lds + c] = grad;
       }

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "../attention.h"
+#include "attention_dropout.cuh"
 #include "attention_math.h"
 #include "attention_tiles.h"
 #include "cuda_common.cuh"
@@ -27,8 +28,8 @@ struct SimtShape {
   static SimtShape of(int edge, int64_t d, int64_t dv) { return {edge, (int)(d | 1), (int)(dv | 1)}; }
   // Shared floats of each kernel, in the order the kernels lay their arrays out.
   int64_t fwd_floats() const { return (int64_t)edge * (2 * ld_qk + 2 * ld_v + edge + 1 + 3); }
-  int64_t dq_floats() const { return (int64_t)edge * (3 * ld_qk + 2 * ld_v + edge + 1 + 2); }
-  int64_t dkdv_floats() const { return (int64_t)edge * (3 * ld_qk + 3 * ld_v + 2 * (edge + 1) + 2); }
+  int64_t dq_floats() const { return (int64_t)edge * (3 * ld_qk + 2 * ld_v + edge + 1 + 3); }
+  int64_t dkdv_floats() const { return (int64_t)edge * (3 * ld_qk + 3 * ld_v + 2 * (edge + 1) + 3); }
 };
 
 __device__ __forceinline__ float dot_rows(const float* a, const float* b, int n) {
@@ -105,7 +106,9 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
       const float prob = lane < e ? exp2f(s - base) : 0.f;
       float sum = prob;
       for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-      if (lane < e) s_s[r * lds + lane] = prob;
+      // dropped after the sum: lse, row statistics and weights stay undropped
+      if (lane < e)
+        s_s[r * lds + lane] = p.dropout.enabled ? prob * dropout_factor(p.dropout, b, h, i0 + r, j0 + lane, 1.f) : prob;
       __syncwarp();  // every lane has read m_s[r] before lane 0 replaces it
       if (lane == 0) {
         const float alpha = exp2f(m_old - base);
@@ -130,11 +133,14 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
     const float l = l_s[r];
     if (i0 + r < p.q_len)
       static_cast<Elem*>(p.out)[(row_base + i0 + r) * dv + c] =
-          gpu::from_float<Elem>(l > 0.f ? o_s[r * ldv + c] / l : 0.f);
+          gpu::from_float<Elem>(l > 0.f ? o_s[r * ldv + c] * (float)p.dropout.scale / l : 0.f);
   }
   for (int r = threadIdx.x; r < e; r += kSimtThreads) {
     const float l = l_s[r];
-    if (i0 + r < p.q_len) p.lse[row_base + i0 + r] = l > 0.f ? m_s[r] * kLn2 + logf(l) : -INFINITY;
+    if (i0 + r >= p.q_len) continue;
+    p.lse[row_base + i0 + r] = l > 0.f ? m_s[r] * kLn2 + logf(l) : -INFINITY;
+    p.row_stats[2 * (row_base + i0 + r)] = l > 0.f ? m_s[r] : -INFINITY;  // base 2, as the backward reads them
+    p.row_stats[2 * (row_base + i0 + r) + 1] = l > 0.f ? log2f(l) : 0.f;
   }
 }
 

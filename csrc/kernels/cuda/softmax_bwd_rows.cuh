@@ -1,10 +1,12 @@
 // Backward masked softmax kernels: grad_scores = scale * probs * (grad - dot(grad, probs)) per
-// contiguous row. Masked keys have probs == 0 and so get zero gradient without the mask.
+// contiguous row. Masked keys have probs == 0 and so get zero gradient without the mask. The
+// additive mask's gradient, probs * (grad - dot), is written in the same pass when asked for.
 #pragma once
 #include <cstdint>
 
 #include "../masked_softmax.h"
 #include "cuda_common.cuh"
+#include "mask_grad_store.cuh"
 #include "softmax_reduce.cuh"
 #include "softmax_tiers.cuh"
 
@@ -15,6 +17,16 @@ struct SoftmaxBwdPlan {
   float scale;
   bool vec_ok;  // grad, probs and grad_scores rows all start 16-byte aligned
 };
+
+// Adds probs * (grad - dot) of keys j0 .. j0 + kV - 1 of `row` into the mask's gradient.
+template <int kV>
+__device__ __forceinline__ void add_row_mask_grad(const MaskedSoftmaxBwdParams& p, int64_t row, int64_t j0,
+                                                  const float (&g)[kV], const float (&y)[kV], float dot) {
+  const int64_t i = row % p.q_len, h = (row / p.q_len) % p.heads, b = row / (p.q_len * p.heads);
+#pragma unroll
+  for (int k = 0; k < kV; ++k)
+    if (j0 + k < p.k_len) add_mask_grad(p.mask_grad, b, h, i, j0 + k, (g[k] - dot) * y[k]);
+}
 
 template <typename T, int kKeys, typename Row>
 __device__ __forceinline__ void softmax_bwd_row_in_registers(const MaskedSoftmaxBwdParams& p,
@@ -48,6 +60,7 @@ __device__ __forceinline__ void softmax_bwd_row_in_registers(const MaskedSoftmax
   for (int c = 0; c < kChunks; ++c) {
     const int64_t j0 = (int64_t)(c * group.size() + group.rank()) * kV;
     if (j0 >= p.k_len) continue;
+    if (p.mask_grad.wanted()) add_row_mask_grad<kV>(p, row, j0, g[c], y[c], dot);
 #pragma unroll
     for (int k = 0; k < kV; ++k) g[c][k] = (g[c][k] - dot) * y[c][k] * plan.scale;
     store_chunk(out, j0, p.k_len, plan.vec_ok, g[c]);
@@ -78,6 +91,7 @@ __device__ __forceinline__ void softmax_bwd_row_streamed(const MaskedSoftmaxBwdP
     float g[kV], y[kV];
     load_chunk(grad, v * kV, p.k_len, plan.vec_ok, g, 0.f);
     load_chunk(probs, v * kV, p.k_len, plan.vec_ok, y, 0.f);
+    if (p.mask_grad.wanted()) add_row_mask_grad<kV>(p, row, v * kV, g, y, dot);
 #pragma unroll
     for (int k = 0; k < kV; ++k) g[k] = (g[k] - dot) * y[k] * plan.scale;
     store_chunk(out, v * kV, p.k_len, plan.vec_ok, g);

@@ -63,8 +63,9 @@ def block_backward(dout, dlse, q, k, v, out, lse, m: BlockMask, scale: float):
     flash-attention backward: P from the merged lse, D = rowsum(dout * out) - dlse)."""
     if q.dtype == torch.float64:
         return _backward_f64(dout, dlse, q, k, v, out, lse, m, scale)
+    # no row statistics: P comes from the merged lse alone; the fourth output (a mask's gradient) is empty
     return ops.masked_attention_backward(dout, dlse, None, q, k, v, out, lse, None, m.causal, "top_left", m.offset,
-                                         None, None, None, m.k_lengths, None, m.q_segments, m.k_segments, scale)
+                                         None, None, None, m.k_lengths, None, m.q_segments, m.k_segments, scale)[:3]
 
 
 def _allowed(q, k, m: BlockMask) -> torch.Tensor:

@@ -20,7 +20,8 @@ void fail_without_cuda(const char* op) { TORCH_CHECK(false, op, ": not available
 
 void* current_cuda_stream(const c10::Device&) { return nullptr; }
 
-std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Generator>& gen, uint64_t) {
+std::pair<uint64_t, uint64_t> cuda_philox_seed_offset(const std::optional<at::Generator>& gen, const c10::Device&,
+                                                      uint64_t) {
   auto* g = at::get_generator_or_default<at::CPUGeneratorImpl>(gen, at::detail::getDefaultCPUGenerator());
   std::lock_guard<std::mutex> lock(g->mutex_);
   return {g->random64(), 0};

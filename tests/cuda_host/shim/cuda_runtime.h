@@ -4,6 +4,7 @@
 #pragma once
 #include <math.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +26,10 @@
 // at a time, so every fiber (thread) of the block sees the same array; `extern __shared__`
 // declarations become `extern thread_local`, defined once by the host GPU.
 #define __shared__ thread_local
+
+// ---- atomics: blocks run on several host threads at once, so these are real atomic adds ----
+inline float atomicAdd(float* address, float value) { return std::atomic_ref<float>(*address).fetch_add(value); }
+inline double atomicAdd(double* address, double value) { return std::atomic_ref<double>(*address).fetch_add(value); }
 
 // ---- vector types and the built-in indices ----
 struct uint3 {
