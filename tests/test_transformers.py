@@ -1,0 +1,269 @@
+"""The Hugging Face transformers backend: tiny models (random weights from a fixed seed, fresh random
+inputs each run) against the same models with attn_implementation="sdpa" and a float64 reference.
+
+Rule (tests/tolerance.py): our error against the float64 model is at most twice sdpa's in the same
+dtype. Padded query positions are left out of the comparison: transformers gives them no meaning
+(sdpa fills them, its FlashAttention path gives zeros, and so do we for right padding).
+"""
+import copy
+import warnings
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+import maskattn.integrations.transformers as mat  # noqa: E402
+from maskattn.integrations.transformers import attention as hf_attention  # noqa: E402
+from tolerance import assert_rule  # noqa: E402
+
+mat.register()
+
+COMMON = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)
+FAMILIES = {
+    "llama": ("LlamaConfig", dict(num_key_value_heads=2)),
+    "mistral": ("MistralConfig", dict(num_key_value_heads=2, sliding_window=6)),
+    # layer 0 full attention, layer 1 a sliding window: two masks per forward
+    "qwen2": ("Qwen2Config", dict(num_key_value_heads=1, use_sliding_window=True, sliding_window=5, max_window_layers=1)),
+    "gpt_neox": ("GPTNeoXConfig", dict()),
+    "bert": ("BertConfig", dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+}
+DECODERS = [f for f in FAMILIES if f != "bert"]
+DTYPES = [torch.float32, torch.bfloat16]
+BATCH, SEQ = 3, 21
+
+
+def tiny_model(family: str) -> torch.nn.Module:
+    """The family's tiny model in float64 with attn_implementation="maskattn", weights from a fixed seed."""
+    name, extra = FAMILIES[family]
+    config = getattr(transformers, name)(**COMMON, **extra)
+    auto = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    model = auto.from_config(config, attn_implementation="maskattn").double().eval()
+    torch.random.set_rng_state(state)  # inputs stay fresh random
+    return model
+
+
+def with_impl(model: torch.nn.Module, impl: str, dtype: torch.dtype) -> torch.nn.Module:
+    other = copy.deepcopy(model).to(dtype)
+    other.set_attn_implementation(impl)
+    return other
+
+
+def padding_mask(kind: str) -> torch.Tensor:
+    """(B, L) HF mask (1 = token): row 0 full, the others padded by random amounts on one side."""
+    mask = torch.ones(BATCH, SEQ, dtype=torch.long)
+    for row in range(1, BATCH):
+        pad = int(torch.randint(1, SEQ - 3, ()))
+        if kind == "left":
+            mask[row, :pad] = 0
+        else:
+            mask[row, SEQ - pad:] = 0
+    return mask
+
+
+def doc_lengths(total: int):
+    lengths = []
+    while total > 0:
+        lengths.append(min(total, int(torch.randint(2, 9, ()))))
+        total -= lengths[-1]
+    return lengths
+
+
+def packed_positions(batch: int):
+    """position_ids restarting at 0 at each document, and the block-diagonal causal-free mask."""
+    rows = [doc_lengths(SEQ) for _ in range(batch)]
+    pos = torch.stack([torch.cat([torch.arange(n) for n in row]) for row in rows])
+    docs = torch.stack([torch.cat([torch.full((n,), d) for d, n in enumerate(row)]) for row in rows])
+    return pos, rows, docs[:, None, :, None] == docs[:, None, None, :]
+
+
+def inputs_for(family: str, layout: str):
+    """(model kwargs for maskattn, model kwargs for the sdpa/float64 reference, valid query positions)."""
+    ids = torch.randint(3, COMMON["vocab_size"], (BATCH if family != "bert" or layout != "packed" else 1, SEQ))
+    if layout in ("left", "right"):
+        mask = padding_mask(layout)
+        ours = ref = dict(input_ids=ids, attention_mask=mask)
+        return ours, ref, mask.bool()
+    pos, rows, blocks = packed_positions(ids.shape[0])
+    valid = torch.ones(ids.shape, dtype=torch.bool)
+    if family == "bert":  # one flattened row with FlashAttention-style cumulative lengths
+        cu = torch.tensor([0] + rows[0]).cumsum(0).to(torch.int32)
+        ours = dict(input_ids=ids, position_ids=pos, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                    max_length_q=max(rows[0]), max_length_k=max(rows[0]))
+        return ours, dict(input_ids=ids, position_ids=pos, attention_mask=blocks), valid
+    ours = ref = dict(input_ids=ids, position_ids=pos, use_cache=False)
+    return ours, ref, valid
+
+
+def run(model, kwargs, valid, weights):
+    model.zero_grad(set_to_none=True)
+    kwargs = {k: (v.to(model.dtype) if k == "attention_mask" and v.dim() == 4 and v.is_floating_point() else v)
+              for k, v in kwargs.items()}
+    logits = model(**kwargs).logits
+    (logits.double()[valid] * weights[valid]).sum().backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logits.detach()[valid], grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["left", "right", "packed"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_logits_and_gradients_match_sdpa(family, layout, dtype):
+    base = tiny_model(family)
+    ours_kwargs, ref_kwargs, valid = inputs_for(family, layout)
+    weights = torch.randn(*valid.shape, COMMON["vocab_size"], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a materialised-mask fallback would warn
+        ours = run(with_impl(base, "maskattn", dtype), ours_kwargs, valid, weights)
+    ref64 = run(with_impl(base, "sdpa", torch.float64), ref_kwargs, valid, weights)
+    sdpa = run(with_impl(base, "sdpa", dtype), ref_kwargs, valid, weights)
+    what = f"{family} {layout} {dtype}"
+    assert_rule(ours[0], ref64[0], sdpa[0], what=f"{what} logits")
+    assert ours[1].keys() == ref64[1].keys()
+    for name in ref64[1]:
+        assert_rule(ours[1][name], ref64[1][name], sdpa[1][name], what=f"{what} grad {name}")
+
+
+def greedy(model, ids, mask, steps):
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, do_sample=False,
+                         pad_token_id=0, output_scores=True, return_dict_in_generate=True)
+    return out.sequences[:, ids.shape[1]:], torch.stack(out.scores, 1)
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_generate_matches_sdpa(family):
+    """Greedy decoding of a left-padded batch with the default (dynamic) cache: identical tokens. A
+    row may part only where sdpa itself has a near-tie between its two best tokens."""
+    base = tiny_model(family)
+    ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
+    mask = padding_mask("left")
+    ours, _ = greedy(with_impl(base, "maskattn", torch.float32), ids, mask, 12)
+    ref, ref_scores = greedy(with_impl(base, "sdpa", torch.float32), ids, mask, 12)
+    for row in range(BATCH):
+        differ = (ours[row] != ref[row]).nonzero()
+        if len(differ):
+            step = int(differ[0])
+            top2 = ref_scores[row, step].topk(2).values
+            assert top2[0] - top2[1] < 1e-4, f"{family} row {row}: tokens part at step {step}: {ours[row]} vs {ref[row]}"
+
+
+class RecordAttention:
+    """Records the keyword arguments masked_attention receives from the backend."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        original = hf_attention.masked_attention
+
+        def recording(q, k, v, **kwargs):
+            self.calls.append(kwargs)
+            return original(q, k, v, **kwargs)
+
+        monkeypatch.setattr(hf_attention, "masked_attention", recording)
+
+
+class RecordShapes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Shapes of every tensor any op produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.shapes.append(tuple(t.shape))
+        return out
+
+
+@pytest.mark.parametrize("layout", ["left", "right"])
+def test_padded_causal_mask_reaches_kernel_compactly(layout, monkeypatch):
+    """No (B, 1, L, L) tensor exists anywhere in forward and backward; padding arrives as a key mask
+    (left) or lengths (right, on CPU)."""
+    model = with_impl(tiny_model("llama"), "maskattn", torch.float32)
+    mask = padding_mask(layout)
+    ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
+    calls = RecordAttention(monkeypatch).calls
+    with RecordShapes() as record:
+        model(input_ids=ids, attention_mask=mask, use_cache=False).logits.sum().backward()
+    assert not [s for s in record.shapes if s[-2:] == (SEQ, SEQ)], "an L x L tensor was built"
+    assert len(calls) == COMMON["num_hidden_layers"]
+    for call in calls:
+        assert call.get("mask") is None and call["causal"] and call["align"] == "top_left"
+        if layout == "left":
+            assert call["key_mask"].shape == (BATCH, SEQ)
+        else:
+            assert torch.equal(call["k_lengths"], mask.sum(-1)) and torch.equal(call["q_lengths"], mask.sum(-1))
+
+
+def test_decoding_steps_use_bottom_right_and_key_mask(monkeypatch):
+    model = with_impl(tiny_model("llama"), "maskattn", torch.float32)
+    calls = RecordAttention(monkeypatch).calls
+    greedy(model, torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ)), padding_mask("left"), 3)
+    decode = [c for c in calls if c["align"] != "top_left"]
+    assert len(decode) == 2 * COMMON["num_hidden_layers"]  # every step after the prefill
+    assert all(c["align"] == "bottom_right" and c["key_mask"].shape == (BATCH, SEQ + 1 + i // 2)
+               for i, c in enumerate(decode))
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_user_4d_mask_passes_through(kind, monkeypatch):
+    base = tiny_model("llama")
+    ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
+    allowed = torch.rand(BATCH, 1, SEQ, SEQ) < 0.7
+    allowed |= torch.eye(SEQ, dtype=torch.bool)  # every query keeps a key
+    valid = torch.ones(BATCH, SEQ, dtype=torch.bool)
+    weights = torch.randn(BATCH, SEQ, COMMON["vocab_size"], dtype=torch.float64)
+
+    def mask_for(dtype):
+        return allowed if kind == "bool" else torch.zeros(allowed.shape, dtype=dtype).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
+
+    calls = RecordAttention(monkeypatch).calls
+    ours = run(with_impl(base, "maskattn", torch.float32), dict(input_ids=ids, attention_mask=mask_for(torch.float32)),
+               valid, weights)
+    ref64 = run(with_impl(base, "sdpa", torch.float64), dict(input_ids=ids, attention_mask=mask_for(torch.float64)),
+                valid, weights)
+    sdpa = run(with_impl(base, "sdpa", torch.float32), dict(input_ids=ids, attention_mask=mask_for(torch.float32)),
+               valid, weights)
+    assert all(c["mask"].shape == (BATCH, 1, SEQ, SEQ) and "causal" not in c for c in calls)
+    assert_rule(ours[0], ref64[0], sdpa[0], what=f"4-D {kind} mask logits")
+    for name in ref64[1]:
+        assert_rule(ours[1][name], ref64[1][name], sdpa[1][name], what=f"4-D {kind} mask grad {name}")
+
+
+def test_unrecognised_mask_pattern_is_materialised_exactly():
+    from transformers import masking_utils as mu
+
+    padding = padding_mask("left").bool()
+    chunked = mu.chunked_causal_mask_function(4, torch.zeros(BATCH, dtype=torch.long))
+    kwargs = dict(q_length=SEQ, kv_length=SEQ, q_offset=0, kv_offset=0, mask_function=chunked, attention_mask=padding)
+    with pytest.warns(UserWarning, match="materialised"):
+        ours = mat.compact_mask(BATCH, **kwargs)
+    assert torch.equal(ours, mu.sdpa_mask(batch_size=BATCH, allow_is_causal_skip=False, **kwargs))
+
+
+def tiny_config(name: str, **extra):
+    return getattr(transformers, name)(**COMMON, num_key_value_heads=2, head_dim=16, **extra)
+
+
+@pytest.mark.parametrize("feature", ["softcap", "sinks"])
+def test_unsupported_features_raise(feature):
+    if feature == "softcap":
+        config, match = tiny_config("Gemma2Config", attn_logit_softcapping=30.0), "soft-capping"
+    else:
+        config, match = tiny_config("GptOssConfig", num_local_experts=2, num_experts_per_tok=1), "sinks"
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="maskattn").eval()
+    with pytest.raises(NotImplementedError, match=match):
+        model(torch.randint(3, COMMON["vocab_size"], (1, 8)))
+
+
+def test_training_dropout_names_the_config_field():
+    if hf_attention._HAS_DROPOUT:
+        pytest.skip("masked_attention has dropout_p: tested by test_training_dropout_is_fused")
+    config = getattr(transformers, "LlamaConfig")(**COMMON, attention_dropout=0.1)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="maskattn").train()
+    with pytest.raises(NotImplementedError, match=r"config\.attention_dropout"):
+        model(torch.randint(3, COMMON["vocab_size"], (1, 8)))
