@@ -5,7 +5,6 @@ Rule (tests/tolerance.py): our error against the float64 model is at most twice 
 dtype. Padded query positions are left out of the comparison: transformers gives them no meaning
 (sdpa fills them, its FlashAttention path gives zeros, and so do we for right padding).
 """
-import copy
 import warnings
 
 import pytest
@@ -33,22 +32,16 @@ DTYPES = [torch.float32, torch.bfloat16]
 BATCH, SEQ = 3, 21
 
 
-def tiny_model(family: str) -> torch.nn.Module:
-    """The family's tiny model in float64 with attn_implementation="maskattn", weights from a fixed seed."""
+def tiny_model(family: str, impl: str = "maskattn", dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+    """The family's tiny model, weights from a fixed seed (the same for every impl and dtype)."""
     name, extra = FAMILIES[family]
     config = getattr(transformers, name)(**COMMON, **extra)
     auto = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
     state = torch.random.get_rng_state()
     torch.manual_seed(0)
-    model = auto.from_config(config, attn_implementation="maskattn").double().eval()
+    model = auto.from_config(config, attn_implementation=impl).to(dtype).eval()
     torch.random.set_rng_state(state)  # inputs stay fresh random
     return model
-
-
-def with_impl(model: torch.nn.Module, impl: str, dtype: torch.dtype) -> torch.nn.Module:
-    other = copy.deepcopy(model).to(dtype)
-    other.set_attn_implementation(impl)
-    return other
 
 
 def padding_mask(kind: str) -> torch.Tensor:
@@ -111,14 +104,13 @@ def run(model, kwargs, valid, weights):
 @pytest.mark.parametrize("layout", ["left", "right", "packed"])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_logits_and_gradients_match_sdpa(family, layout, dtype):
-    base = tiny_model(family)
     ours_kwargs, ref_kwargs, valid = inputs_for(family, layout)
     weights = torch.randn(*valid.shape, COMMON["vocab_size"], dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a materialised-mask fallback would warn
-        ours = run(with_impl(base, "maskattn", dtype), ours_kwargs, valid, weights)
-    ref64 = run(with_impl(base, "sdpa", torch.float64), ref_kwargs, valid, weights)
-    sdpa = run(with_impl(base, "sdpa", dtype), ref_kwargs, valid, weights)
+        ours = run(tiny_model(family, "maskattn", dtype), ours_kwargs, valid, weights)
+    ref64 = run(tiny_model(family, "sdpa"), ref_kwargs, valid, weights)
+    sdpa = run(tiny_model(family, "sdpa", dtype), ref_kwargs, valid, weights)
     what = f"{family} {layout} {dtype}"
     assert_rule(ours[0], ref64[0], sdpa[0], what=f"{what} logits")
     assert ours[1].keys() == ref64[1].keys()
@@ -136,11 +128,10 @@ def greedy(model, ids, mask, steps):
 def test_generate_matches_sdpa(family):
     """Greedy decoding of a left-padded batch with the default (dynamic) cache: identical tokens. A
     row may part only where sdpa itself has a near-tie between its two best tokens."""
-    base = tiny_model(family)
     ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
     mask = padding_mask("left")
-    ours, _ = greedy(with_impl(base, "maskattn", torch.float32), ids, mask, 12)
-    ref, ref_scores = greedy(with_impl(base, "sdpa", torch.float32), ids, mask, 12)
+    ours, _ = greedy(tiny_model(family, "maskattn", torch.float32), ids, mask, 12)
+    ref, ref_scores = greedy(tiny_model(family, "sdpa", torch.float32), ids, mask, 12)
     for row in range(BATCH):
         differ = (ours[row] != ref[row]).nonzero()
         if len(differ):
@@ -182,7 +173,7 @@ class RecordShapes(torch.utils._python_dispatch.TorchDispatchMode):
 def test_padded_causal_mask_reaches_kernel_compactly(layout, monkeypatch):
     """No (B, 1, L, L) tensor exists anywhere in forward and backward; padding arrives as a key mask
     (left) or lengths (right, on CPU)."""
-    model = with_impl(tiny_model("llama"), "maskattn", torch.float32)
+    model = tiny_model("llama", "maskattn", torch.float32)
     mask = padding_mask(layout)
     ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
     calls = RecordAttention(monkeypatch).calls
@@ -199,7 +190,7 @@ def test_padded_causal_mask_reaches_kernel_compactly(layout, monkeypatch):
 
 
 def test_decoding_steps_use_bottom_right_and_key_mask(monkeypatch):
-    model = with_impl(tiny_model("llama"), "maskattn", torch.float32)
+    model = tiny_model("llama", "maskattn", torch.float32)
     calls = RecordAttention(monkeypatch).calls
     greedy(model, torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ)), padding_mask("left"), 3)
     decode = [c for c in calls if c["align"] != "top_left"]
@@ -210,7 +201,6 @@ def test_decoding_steps_use_bottom_right_and_key_mask(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["bool", "float"])
 def test_user_4d_mask_passes_through(kind, monkeypatch):
-    base = tiny_model("llama")
     ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
     allowed = torch.rand(BATCH, 1, SEQ, SEQ) < 0.7
     allowed |= torch.eye(SEQ, dtype=torch.bool)  # every query keeps a key
@@ -222,11 +212,11 @@ def test_user_4d_mask_passes_through(kind, monkeypatch):
             ~allowed, torch.finfo(dtype).min)
 
     calls = RecordAttention(monkeypatch).calls
-    ours = run(with_impl(base, "maskattn", torch.float32), dict(input_ids=ids, attention_mask=mask_for(torch.float32)),
+    ours = run(tiny_model("llama", "maskattn", torch.float32), dict(input_ids=ids, attention_mask=mask_for(torch.float32)),
                valid, weights)
-    ref64 = run(with_impl(base, "sdpa", torch.float64), dict(input_ids=ids, attention_mask=mask_for(torch.float64)),
+    ref64 = run(tiny_model("llama", "sdpa"), dict(input_ids=ids, attention_mask=mask_for(torch.float64)),
                 valid, weights)
-    sdpa = run(with_impl(base, "sdpa", torch.float32), dict(input_ids=ids, attention_mask=mask_for(torch.float32)),
+    sdpa = run(tiny_model("llama", "sdpa", torch.float32), dict(input_ids=ids, attention_mask=mask_for(torch.float32)),
                valid, weights)
     assert all(c["mask"].shape == (BATCH, 1, SEQ, SEQ) and "causal" not in c for c in calls)
     assert_rule(ours[0], ref64[0], sdpa[0], what=f"4-D {kind} mask logits")
