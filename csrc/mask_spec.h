@@ -2,9 +2,11 @@
 //
 // Which key j a query row i of sequence b (head h) may attend is decided here and nowhere else:
 //   * lengths: rows i >= q_len_of(b) attend to nothing, keys j >= k_len_of(b) are masked;
-//   * band: with aligned position p = i + offset(b) (offset 0 top_left, k_len - q_len bottom_right,
-//     per sequence when lengths are given), key j is allowed iff p - left <= j <= p + right,
-//     a negative bound meaning unbounded (causal folds into right = 0);
+//   * band: with aligned position p = i + offset(b) (align_offset, plus k_len - q_len of the
+//     sequence for bottom_right), key j is allowed iff p - left <= j <= p + right, a negative
+//     bound meaning unbounded (causal folds into right = 0);
+//   * segments (packed sequences): q_segment(b, i) == k_segment(b, j), and a negative id is
+//     padding that attends nothing and is never attended;
 //   * key_mask[b, j] (true = may attend) and an explicit boolean mask[b, h, i, j];
 //   * an explicit float mask is additive: it never disallows a key, it adds to the scaled score
 //     (-inf there simply gives probability 0).
@@ -26,27 +28,48 @@ struct KeyRange {
   MA_HD bool empty() const { return end <= begin; }
 };
 
+// Segment ids are summarised per chunk of positions (min, max), so a tile is classified from a
+// few chunk bounds rather than by reading every id. Tiles need not align with chunks: the chunks
+// covering a tile bound a superset of its ids, which keeps Empty and Full exact where claimed.
+constexpr int64_t kSegmentChunk = 16;
+
+struct SegmentBounds {
+  int64_t min, max;
+};
+
 struct MaskSpec {
   int64_t batch = 1, heads = 1, q_len = 0, k_len = 0;
   bool bottom_right = false;
+  int64_t align_offset = 0;   // added to every aligned position (integer alignment of a block)
   int64_t window_left = -1;   // < 0: unbounded
   int64_t window_right = -1;  // < 0: unbounded; causal is 0
   const int64_t* q_lengths = nullptr;  // (batch,) on the kernel's device, or null
   const int64_t* k_lengths = nullptr;  // (batch,) on the kernel's device, or null
   const uint8_t* key_mask = nullptr;   // [b * key_mask_stride_b + j * key_mask_stride_j], 1 = attend
   int64_t key_mask_stride_b = 0, key_mask_stride_j = 1;
+  // segments: ids[b * stride_b + i] (contiguous rows; stride_b 0 broadcasts one row over the
+  // batch) and chunk bounds[(b * bounds_stride_b + c)] of positions [c * kSegmentChunk, ...).
+  const int64_t* q_segments = nullptr;
+  const int64_t* k_segments = nullptr;
+  int64_t q_segments_stride_b = 0, k_segments_stride_b = 0;
+  const SegmentBounds* q_segment_bounds = nullptr;
+  const SegmentBounds* k_segment_bounds = nullptr;
+  int64_t q_bounds_stride_b = 0, k_bounds_stride_b = 0;
   const void* mask = nullptr;  // explicit mask, broadcast through zero strides
   ScalarKind mask_kind = ScalarKind::Bool;
   int64_t mask_stride_b = 0, mask_stride_h = 0, mask_stride_i = 0, mask_stride_j = 0;
 
   MA_HD int64_t q_len_of(int64_t b) const { return q_lengths ? q_lengths[b] : q_len; }
   MA_HD int64_t k_len_of(int64_t b) const { return k_lengths ? k_lengths[b] : k_len; }
-  MA_HD int64_t offset_of(int64_t b) const { return bottom_right ? k_len_of(b) - q_len_of(b) : 0; }
+  MA_HD int64_t offset_of(int64_t b) const {
+    return align_offset + (bottom_right ? k_len_of(b) - q_len_of(b) : 0);
+  }
 
   MA_HD bool has_bool_mask() const { return mask != nullptr && mask_kind == ScalarKind::Bool; }
   MA_HD bool has_additive_mask() const { return mask != nullptr && mask_kind != ScalarKind::Bool; }
+  MA_HD bool has_segments() const { return q_segments != nullptr; }
   // True when some key inside key_range() can still be disallowed or biased element by element.
-  MA_HD bool has_elementwise() const { return key_mask != nullptr || mask != nullptr; }
+  MA_HD bool has_elementwise() const { return key_mask != nullptr || mask != nullptr || has_segments(); }
 
   // Band of keys left after lengths, causal and window: everything outside is masked.
   // Always 0 <= begin <= end <= k_len_of(b), so callers may fill [0, begin) and [end, k_len).
@@ -70,6 +93,14 @@ struct MaskSpec {
     return !key_mask || key_mask[b * key_mask_stride_b + j * key_mask_stride_j];
   }
 
+  MA_HD int64_t q_segment(int64_t b, int64_t i) const { return q_segments[b * q_segments_stride_b + i]; }
+  MA_HD int64_t k_segment(int64_t b, int64_t j) const { return k_segments[b * k_segments_stride_b + j]; }
+  // Segment part of the predicate for ids already read: same document, and not padding.
+  MA_HD static bool same_segment(int64_t q_id, int64_t k_id) { return q_id >= 0 && q_id == k_id; }
+  MA_HD bool segments_allow(int64_t b, int64_t i, int64_t j) const {
+    return !has_segments() || same_segment(q_segment(b, i), k_segment(b, j));
+  }
+
   // Explicit boolean mask part of the predicate (true without one).
   MA_HD bool bool_mask_allows(int64_t b, int64_t h, int64_t i, int64_t j) const {
     return !has_bool_mask() || static_cast<const uint8_t*>(mask)[mask_offset(b, h, i, j)];
@@ -77,7 +108,7 @@ struct MaskSpec {
 
   // Element-wise part of the predicate, for a key already known to be inside key_range(b, i).
   MA_HD bool allowed_in_range(int64_t b, int64_t h, int64_t i, int64_t j) const {
-    return key_allowed(b, j) && bool_mask_allows(b, h, i, j);
+    return key_allowed(b, j) && segments_allow(b, i, j) && bool_mask_allows(b, h, i, j);
   }
 
   // The predicate: may query row i of (b, h) attend to key j?
@@ -99,6 +130,26 @@ struct MaskSpec {
     }
   }
 
+  // (min, max) of the ids of positions [p0, p1) (p1 > p0), from the chunks that cover them.
+  MA_HD static SegmentBounds segment_bounds(const SegmentBounds* bounds, int64_t p0, int64_t p1) {
+    SegmentBounds r = bounds[p0 / kSegmentChunk];
+    for (int64_t c = p0 / kSegmentChunk + 1; c <= (p1 - 1) / kSegmentChunk; ++c) {
+      r.min = bounds[c].min < r.min ? bounds[c].min : r.min;
+      r.max = bounds[c].max > r.max ? bounds[c].max : r.max;
+    }
+    return r;
+  }
+
+  // Segment part of a tile of rows [i0, i1) and keys [j0, j1) (non-empty ranges): Empty when no
+  // row's id can meet a key's, Full when every row and key share one id, Partial otherwise.
+  MA_HD TileState classify_segments(int64_t b, int64_t i0, int64_t i1, int64_t j0, int64_t j1) const {
+    const SegmentBounds q = segment_bounds(q_segment_bounds + b * q_bounds_stride_b, i0, i1);
+    const SegmentBounds k = segment_bounds(k_segment_bounds + b * k_bounds_stride_b, j0, j1);
+    if (q.max < 0 || k.max < 0 || q.max < k.min || k.max < q.min) return TileState::Empty;
+    const bool one_id = q.min == q.max && k.min == k.max && q.min == k.min;
+    return one_id ? TileState::Full : TileState::Partial;
+  }
+
   // Tile of rows [i0, i1) and keys [j0, j1): Empty (skip it), Full (every pair allowed, no
   // additive term: no mask arithmetic needed) or Partial (evaluate the predicate). Conservative:
   // Partial is always a correct answer. Relies on key_range bounds being monotone in i.
@@ -112,10 +163,15 @@ struct MaskSpec {
     if (window_right >= 0 && p_last + window_right < j0) return TileState::Empty;
     // rows' lower bounds grow with i: the first row reaches furthest left
     if (window_left >= 0 && p_first - window_left > last_key) return TileState::Empty;
+    const TileState segments_state =
+        has_segments() ? classify_segments(b, i0, last_row + 1, j0, last_key + 1) : TileState::Full;
+    if (segments_state == TileState::Empty) return TileState::Empty;
     const bool rows_complete = i1 <= ql, keys_complete = j1 <= kl;
     const bool left_ok = window_left < 0 || p_last - window_left <= j0;
     const bool right_ok = window_right < 0 || p_first + window_right >= j1 - 1;
-    if (rows_complete && keys_complete && left_ok && right_ok && !has_elementwise())
+    const bool no_other_elementwise = key_mask == nullptr && mask == nullptr;
+    if (rows_complete && keys_complete && left_ok && right_ok && no_other_elementwise &&
+        segments_state == TileState::Full)
       return TileState::Full;
     return TileState::Partial;
   }

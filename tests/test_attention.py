@@ -280,14 +280,16 @@ def test_gradcheck_float64(kw):
 def test_opcheck(device):
     q, k, v = qkv(2, 4, 2, 5, 9, 8, 16, device, torch.float32)
     mask = torch.rand(5, 9, device=device) > 0.2
-    args = (q, k, v, mask, True, "bottom_right", 3, None, torch.tensor([5, 2], device=device),
-            torch.tensor([9, 4], device=device), torch.rand(2, 9, device=device) > 0.3, 0.4, True)
+    q_seg = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 2, 2]], device=device)
+    k_seg = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 2, 2, 2, -1]], device=device)
+    args = (q, k, v, mask, True, "bottom_right", 0, 3, None, torch.tensor([5, 2], device=device),
+            torch.tensor([9, 4], device=device), torch.rand(2, 9, device=device) > 0.3, q_seg, k_seg, 0.4, True)
     torch.library.opcheck(torch.ops.maskattn.masked_attention, args)
-    torch.library.opcheck(torch.ops.maskattn.masked_attention, (q, k, v, None, False, "top_left", None, None,
-                                                                None, None, None, 0.5, False))
+    torch.library.opcheck(torch.ops.maskattn.masked_attention, (q, k, v, None, False, "top_left", -2, None, None,
+                                                                None, None, None, None, None, 0.5, False))
     out, lse, w = torch.ops.maskattn.masked_attention(*args)
     bwd_args = (torch.randn_like(out), torch.randn_like(lse), torch.randn_like(w), q.detach(), k.detach(),
-                v.detach(), out.detach(), lse.detach()) + args[3:12]
+                v.detach(), out.detach(), lse.detach()) + args[3:15]
     torch.library.opcheck(torch.ops.maskattn.masked_attention_backward, bwd_args)
 
 

@@ -149,15 +149,18 @@ def test_gradcheck_float64():
 
 def test_opcheck():
     x = torch.randn(2, 3, 5, 9)
-    args = (x, torch.rand(5, 9) > 0.2, 0.5, True, "bottom_right", 2, None, torch.tensor([9, 4]),
-            torch.rand(2, 9) > 0.3)
+    args = (x, torch.rand(5, 9) > 0.2, 0.5, True, "bottom_right", 0, 2, None, torch.tensor([9, 4]),
+            torch.rand(2, 9) > 0.3, None, None)
     torch.library.opcheck(torch.ops.maskattn.masked_softmax, args)
+    seg = (torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, -1]]), torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]]))
+    torch.library.opcheck(torch.ops.maskattn.masked_softmax,
+                          (x, None, 0.5, True, "top_left", 4, None, None, None, None) + seg)
     p = torch.softmax(torch.randn(4, 9), -1)
     torch.library.opcheck(torch.ops.maskattn.masked_softmax_backward,
-                          (torch.randn(4, 9), p, 0.5, False, "top_left", None, None, None))
+                          (torch.randn(4, 9), p, 0.5, False, "top_left", 0, None, None, None))
     pc = ma.masked_softmax(torch.randn(2, 3, 5, 9), causal=True, align="bottom_right", k_lengths=torch.tensor([9, 4]))
     torch.library.opcheck(torch.ops.maskattn.masked_softmax_backward,
-                          (torch.randn(2, 3, 5, 9), pc, 0.5, True, "bottom_right", 1, None, torch.tensor([9, 4])))
+                          (torch.randn(2, 3, 5, 9), pc, 0.5, True, "bottom_right", 0, 1, None, torch.tensor([9, 4])))
 
 
 def test_compile_fullgraph_forward_backward():

@@ -144,7 +144,11 @@ def test_mask_errors():
 def test_mask_ops_opcheck():
     lengths = torch.tensor([3, 0, 5])
     torch.library.opcheck(torch.ops.maskattn.attention_mask,
-                          (5, 6, True, "bottom_right", 2, None, lengths, lengths, None, 3, torch.float32,
+                          (5, 6, True, "bottom_right", 0, 2, None, lengths, lengths, None, None, None, 3,
+                           torch.float32, torch.device("cpu"), float("-inf")))
+    seg = torch.tensor([[0, 0, 1, 1, -1, 2]])
+    torch.library.opcheck(torch.ops.maskattn.attention_mask,
+                          (6, 6, True, "top_left", -1, None, None, None, None, None, seg, seg, 1, torch.bool,
                            torch.device("cpu"), float("-inf")))
     torch.library.opcheck(torch.ops.maskattn.padding_mask_from_ids, (torch.randint(0, 3, (2, 7)), 0, torch.bool, 0.0))
 

@@ -59,13 +59,14 @@ static AttentionFwdParams attention_params(const char* op, const at::Tensor& q, 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
     const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, const OptTensor& mask, bool causal,
-    std::string_view align, OptInt window_left, OptInt window_right, const OptTensor& q_lengths,
-    const OptTensor& k_lengths, const OptTensor& key_mask, double scale, bool return_weights) {
+    std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
+    const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
+    const OptTensor& k_segments, double scale, bool return_weights) {
   const char* op = "maskattn.masked_attention";
   const at::Tensor q = rows_contiguous(q_in), k = rows_contiguous(k_in), v = rows_contiguous(v_in);
   AttentionFwdParams p = attention_params(op, q, k, v, scale);
-  PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, window_left, window_right, q_lengths,
-                                               k_lengths, key_mask),
+  PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, align_offset, window_left, window_right,
+                                                    q_lengths, k_lengths, key_mask, q_segments, k_segments),
                                  p.batch, p.heads, p.q_len, p.k_len, {p.batch, p.heads, p.q_len, p.k_len},
                                  q.device());
   p.mask = pm.spec;
@@ -85,15 +86,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_op(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_attention_backward_op(
     const at::Tensor& dout_in, const OptTensor& dlse_in, const OptTensor& dweights_in, const at::Tensor& q_in,
     const at::Tensor& k_in, const at::Tensor& v_in, const at::Tensor& out_in, const at::Tensor& lse_in,
-    const OptTensor& mask, bool causal, std::string_view align, OptInt window_left, OptInt window_right,
-    const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask, double scale) {
+    const OptTensor& mask, bool causal, std::string_view align, int64_t align_offset, OptInt window_left,
+    OptInt window_right, const OptTensor& q_lengths, const OptTensor& k_lengths, const OptTensor& key_mask,
+    const OptTensor& q_segments, const OptTensor& k_segments, double scale) {
   const char* op = "maskattn.masked_attention_backward";
   const at::Tensor q = rows_contiguous(q_in), k = rows_contiguous(k_in), v = rows_contiguous(v_in);
   AttentionBwdParams p;
   p.fwd = attention_params(op, q, k, v, scale);
   const AttentionFwdParams& f = p.fwd;
-  PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, window_left, window_right, q_lengths,
-                                               k_lengths, key_mask),
+  PreparedMask pm = prepare_mask(op, make_mask_args(mask, causal, align, align_offset, window_left, window_right,
+                                                    q_lengths, k_lengths, key_mask, q_segments, k_segments),
                                  f.batch, f.heads, f.q_len, f.k_len, {f.batch, f.heads, f.q_len, f.k_len},
                                  q.device());
   p.fwd.mask = pm.spec;

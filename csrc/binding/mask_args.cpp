@@ -1,7 +1,13 @@
 #include "mask_args.h"
 
+#include <ATen/ops/amax.h>
+#include <ATen/ops/amin.h>
+#include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/stack.h>
 #include <c10/util/Exception.h>
+
+#include <cstdint>
 
 namespace maskattn {
 
@@ -37,6 +43,31 @@ static at::Tensor checked_lengths(const char* op, const char* arg, const at::Ten
   return out;
 }
 
+// Segment ids (batch or 1, len) as contiguous int64 on `device`, and their per-chunk (min, max)
+// bounds, computed with tensor ops on the device (no host sync).
+static void prepare_segments(const char* op, const char* arg, const at::Tensor& t, int64_t batch, int64_t len,
+                             const at::Device& device, PreparedMask& out, const int64_t** ids, int64_t* ids_stride_b,
+                             const SegmentBounds** bounds, int64_t* bounds_stride_b) {
+  TORCH_CHECK(!at::isFloatingType(t.scalar_type()) && t.scalar_type() != at::kBool &&
+                  !at::isComplexType(t.scalar_type()),
+              op, ": ", arg, " must be an integer tensor of document ids, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 2 && (t.size(0) == batch || t.size(0) == 1) && t.size(1) == len, op, ": ", arg,
+              " must have shape (", batch, ", ", len, "), got ", t.sizes());
+  TORCH_CHECK(t.device().type() == device.type(), op, ": ", arg, " must be on ", device, ", got ", t.device());
+  const at::Tensor seg = t.to(at::kLong).contiguous();
+  const int64_t rows = seg.size(0), chunks = (len + kSegmentChunk - 1) / kSegmentChunk, pad = chunks * kSegmentChunk - len;
+  // padding positions take the other bound's extreme, so they never widen a chunk's range
+  const at::Tensor lo = at::constant_pad_nd(seg, {0, pad}, INT64_MAX).view({rows, chunks, kSegmentChunk}).amin(-1);
+  const at::Tensor hi = at::constant_pad_nd(seg, {0, pad}, INT64_MIN).view({rows, chunks, kSegmentChunk}).amax(-1);
+  const at::Tensor b = at::stack({lo, hi}, -1).contiguous();  // (rows, chunks, 2) = SegmentBounds
+  out.keep_alive.push_back(seg);
+  out.keep_alive.push_back(b);
+  *ids = seg.data_ptr<int64_t>();
+  *ids_stride_b = rows == 1 ? 0 : len;
+  *bounds = reinterpret_cast<const SegmentBounds*>(b.data_ptr<int64_t>());
+  *bounds_stride_b = rows == 1 ? 0 : chunks;
+}
+
 PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, int64_t heads,
                           int64_t q_len, int64_t k_len, at::IntArrayRef mask_shape,
                           const at::Device& device) {
@@ -49,6 +80,7 @@ PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, i
   TORCH_CHECK(args.align == "top_left" || args.align == "bottom_right", op,
               ": align must be 'top_left' or 'bottom_right', got '", args.align, "'");
   s.bottom_right = args.align == "bottom_right";
+  s.align_offset = args.align_offset;
   if (args.window_left) {
     TORCH_CHECK(*args.window_left >= 0, op, ": window left must be >= 0 or None, got ", *args.window_left);
     s.window_left = *args.window_left;
@@ -76,6 +108,14 @@ PreparedMask prepare_mask(const char* op, const MaskArgs& args, int64_t batch, i
     s.key_mask = reinterpret_cast<const uint8_t*>(km.data_ptr<bool>());
     s.key_mask_stride_b = km.size(0) == 1 ? 0 : km.stride(0);
     s.key_mask_stride_j = km.stride(1);
+  }
+  TORCH_CHECK(args.q_segments.has_value() == args.k_segments.has_value(), op,
+              ": segments must be given for both queries and keys (q_segments and k_segments)");
+  if (args.q_segments) {
+    prepare_segments(op, "q_segments", *args.q_segments, batch, q_len, device, out, &s.q_segments,
+                     &s.q_segments_stride_b, &s.q_segment_bounds, &s.q_bounds_stride_b);
+    prepare_segments(op, "k_segments", *args.k_segments, batch, k_len, device, out, &s.k_segments,
+                     &s.k_segments_stride_b, &s.k_segment_bounds, &s.k_bounds_stride_b);
   }
   if (args.mask) {
     at::Tensor m = *args.mask;

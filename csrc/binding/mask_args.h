@@ -15,16 +15,21 @@ struct MaskArgs {
   std::optional<at::Tensor> mask;  // explicit, broadcastable to (batch, heads, q_len, k_len)
   bool causal = false;
   std::string align = "top_left";
+  int64_t align_offset = 0;  // integer alignment: added to every aligned position
   std::optional<int64_t> window_left, window_right;
   std::optional<at::Tensor> q_lengths, k_lengths, key_mask;
+  std::optional<at::Tensor> q_segments, k_segments;  // packed sequences: document id per position
 };
 
 // All mask arguments of an op in one value (absent ones as std::nullopt).
 inline MaskArgs make_mask_args(const std::optional<at::Tensor>& mask, bool causal, std::string_view align,
-                               std::optional<int64_t> window_left, std::optional<int64_t> window_right,
-                               const std::optional<at::Tensor>& q_lengths, const std::optional<at::Tensor>& k_lengths,
-                               const std::optional<at::Tensor>& key_mask) {
-  return MaskArgs{mask, causal, std::string(align), window_left, window_right, q_lengths, k_lengths, key_mask};
+                               int64_t align_offset, std::optional<int64_t> window_left,
+                               std::optional<int64_t> window_right, const std::optional<at::Tensor>& q_lengths,
+                               const std::optional<at::Tensor>& k_lengths, const std::optional<at::Tensor>& key_mask,
+                               const std::optional<at::Tensor>& q_segments,
+                               const std::optional<at::Tensor>& k_segments) {
+  return MaskArgs{mask,      causal,    std::string(align), align_offset, window_left, window_right,
+                  q_lengths, k_lengths, key_mask,           q_segments,   k_segments};
 }
 
 // A MaskSpec plus the tensors its pointers refer to (converted copies of small inputs).

@@ -21,16 +21,17 @@ static ScalarKind output_kind(at::ScalarType dtype, const char* op) {
   return scalar_kind_of(dtype, op, "dtype");
 }
 
-at::Tensor attention_mask_op(int64_t q_len, int64_t k_len, bool causal, std::string_view align,
+at::Tensor attention_mask_op(int64_t q_len, int64_t k_len, bool causal, std::string_view align, int64_t align_offset,
                              OptInt window_left, OptInt window_right, const OptTensor& q_lengths,
-                             const OptTensor& k_lengths, const OptTensor& key_mask, int64_t batch,
-                             at::ScalarType dtype, at::Device device, double masked_value) {
+                             const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
+                             const OptTensor& k_segments, int64_t batch, at::ScalarType dtype, at::Device device,
+                             double masked_value) {
   const char* op = "maskattn.attention_mask";
   TORCH_CHECK(q_len >= 0, op, ": q_len must be >= 0, got ", q_len);
   TORCH_CHECK(k_len >= 0, op, ": k_len must be >= 0, got ", k_len);
   TORCH_CHECK(batch >= 1, op, ": batch must be >= 1, got ", batch);
-  const MaskArgs args = make_mask_args(std::nullopt, causal, align, window_left, window_right, q_lengths, k_lengths,
-                                       key_mask);
+  const MaskArgs args = make_mask_args(std::nullopt, causal, align, align_offset, window_left, window_right, q_lengths,
+                                       k_lengths, key_mask, q_segments, k_segments);
   PreparedMask pm = prepare_mask(op, args, batch, 1, q_len, k_len, {batch, 1, q_len, k_len}, device);
   at::Tensor out = at::empty({batch, 1, q_len, k_len}, at::TensorOptions().dtype(dtype).device(device));
   MaskBuildParams p;

@@ -18,8 +18,9 @@ static ScalarKind float_kind(const at::Tensor& t, const char* op, const char* ar
 }
 
 at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, double scale, bool causal,
-                             std::string_view align, OptInt window_left, OptInt window_right,
-                             const OptTensor& k_lengths, const OptTensor& key_mask) {
+                             std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
+                             const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
+                             const OptTensor& k_segments) {
   const char* op = "maskattn.masked_softmax";
   TORCH_CHECK(scores.dim() >= 2 && scores.dim() <= 4, op,
               ": scores must have shape (Lq, Lk), (B, Lq, Lk) or (B, H, Lq, Lk), got ", scores.sizes());
@@ -28,8 +29,8 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
   const int64_t batch = d >= 3 ? scores.size(0) : 1;
   const int64_t heads = d == 4 ? scores.size(1) : 1;
   const int64_t q_len = scores.size(d - 2), k_len = scores.size(d - 1);
-  const MaskArgs args = make_mask_args(mask, causal, align, window_left, window_right, std::nullopt, k_lengths,
-                                       key_mask);
+  const MaskArgs args = make_mask_args(mask, causal, align, align_offset, window_left, window_right, std::nullopt,
+                                       k_lengths, key_mask, q_segments, k_segments);
   PreparedMask pm = prepare_mask(op, args, batch, heads, q_len, k_len, scores.sizes(), scores.device());
   // rows may be strided, keys must be contiguous for vector loads
   const at::Tensor x = scores.stride(-1) == 1 ? scores : scores.contiguous();
@@ -54,8 +55,8 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
 }
 
 at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& probs, double scale, bool causal,
-                                      std::string_view align, OptInt window_left, OptInt window_right,
-                                      const OptTensor& k_lengths) {
+                                      std::string_view align, int64_t align_offset, OptInt window_left,
+                                      OptInt window_right, const OptTensor& k_lengths) {
   const char* op = "maskattn.masked_softmax_backward";
   TORCH_CHECK(grad.sizes() == probs.sizes(), op, ": grad shape ", grad.sizes(), " must equal probs shape ",
               probs.sizes());
@@ -79,8 +80,8 @@ at::Tensor masked_softmax_backward_op(const at::Tensor& grad, const at::Tensor& 
   const int64_t batch = d >= 3 ? probs.size(0) : 1;
   p.heads = d == 4 ? probs.size(1) : 1;
   p.q_len = probs.size(d - 2);
-  const MaskArgs args = make_mask_args(std::nullopt, causal, align, window_left, window_right, std::nullopt,
-                                       k_lengths, std::nullopt);
+  const MaskArgs args = make_mask_args(std::nullopt, causal, align, align_offset, window_left, window_right,
+                                       std::nullopt, k_lengths, std::nullopt, std::nullopt, std::nullopt);
   PreparedMask pm = prepare_mask(op, args, batch, p.heads, p.q_len, p.k_len, probs.sizes(), probs.device());
   p.mask = pm.spec;
   run_on_device(op, probs.device(), [&] { masked_softmax_bwd_cpu(p); },

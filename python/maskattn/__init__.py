@@ -8,6 +8,7 @@ import torch
 from . import _C, nn
 from .attention import masked_attention
 from .masks import attention_mask, causal_mask, padding_mask, padding_mask_from_ids, random_token_mask
+from .segments import segments_from_lengths, segments_from_position_ids
 from .softmax import masked_softmax
 
 __version__ = _C.build_info()["version"]
@@ -24,5 +25,5 @@ def build_info() -> dict:
 
 __all__ = [
     "attention_mask", "build_info", "causal_mask", "masked_attention", "masked_softmax", "padding_mask",
-    "nn", "padding_mask_from_ids", "random_token_mask",
+    "nn", "padding_mask_from_ids", "random_token_mask", "segments_from_lengths", "segments_from_position_ids",
 ]

@@ -6,10 +6,42 @@ import torch
 ALIGNMENTS = ("top_left", "bottom_right")
 
 
-def check_align(align: str, fn: str) -> str:
+def check_align(align, fn: str):
+    if isinstance(align, int) and not isinstance(align, bool):
+        return align
     if align not in ALIGNMENTS:
-        raise ValueError(f"maskattn.{fn}: align must be 'top_left' or 'bottom_right', got {align!r}")
+        raise ValueError(f"maskattn.{fn}: align must be 'top_left', 'bottom_right' or an int offset, got {align!r}")
     return align
+
+
+def split_align(align, fn: str) -> Tuple[str, int]:
+    """align -> (named alignment, integer offset): an int o is top_left shifted by o (p = i + o)."""
+    check_align(align, fn)
+    if isinstance(align, int):
+        if not -(2 ** 62) <= align <= 2 ** 62:
+            raise ValueError(f"maskattn.{fn}: align offset must lie in [-2**62, 2**62], got {align}")
+        return "top_left", int(align)
+    return align, 0
+
+
+def split_segments(segments, fn: str) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """segments -> (q_segments, k_segments): one (B, L) tensor serves both (self-attention)."""
+    if segments is None:
+        return None, None
+    if isinstance(segments, (tuple, list)) and len(segments) == 2 and all(
+            isinstance(s, torch.Tensor) for s in segments):
+        q_seg, k_seg = segments
+    elif isinstance(segments, torch.Tensor):
+        q_seg = k_seg = segments
+    else:
+        raise TypeError(f"maskattn.{fn}: segments must be an integer tensor (B, L) or a pair "
+                        f"(q_segments, k_segments), got {type(segments).__name__}")
+    for name, t in (("q_segments", q_seg), ("k_segments", k_seg)):
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            raise ValueError(f"maskattn.{fn}: {name} must be an integer tensor of document ids, got {t.dtype}")
+        if t.dim() != 2:
+            raise ValueError(f"maskattn.{fn}: {name} must have shape (B, L), got {tuple(t.shape)}")
+    return q_seg, k_seg
 
 
 def split_window(window: Optional[Sequence[Optional[int]]], fn: str) -> Tuple[Optional[int], Optional[int]]:

@@ -102,6 +102,11 @@ def mask_checks(device) -> List[Tuple[str, str, Callable]]:
         ids = torch.randint(0, 4, (3, 29), device=device)
         return exact(ma.padding_mask_from_ids(ids, 0, dtype=dtype), to_mask_dtype(ids != 0, dtype))
 
+    def packed_mask(dtype):
+        seg = ma.segments_from_lengths(lengths(7, 0, 12), 23)
+        ours = ma.attention_mask(23, dtype=dtype, segments=seg, causal=True)
+        return exact(ours, reference_attention_mask(23, dtype=dtype, segments=seg, causal=True, device=device))
+
     def combined(q, k, **kw):
         def fn(dtype):
             args = {key: (lengths(*v) if key.endswith("lengths") else v) for key, v in kw.items()}
@@ -130,6 +135,8 @@ def mask_checks(device) -> List[Tuple[str, str, Callable]]:
         ("attention_mask", "window (4,1)+k_lengths", combined(26, 26, window=(4, 1), k_lengths=(26, 10, 0))),
         ("attention_mask", "k_lengths only 7x19", combined(7, 19, k_lengths=(19, 4, 11))),
         ("attention_mask", "causal batch=3", combined(16, 16, causal=True, batch=3)),
+        ("attention_mask", "packed segments causal", packed_mask),
+        ("causal_mask", "integer align -5", causal(20, 30, -5)),
     ]
 
 
@@ -184,16 +191,22 @@ def token_mask_checks(device) -> List[Tuple[str, str, Callable]]:
     ]
 
 
+def random_packed_segments(batch: int, length: int, device) -> torch.Tensor:
+    """(batch, length) document ids of a random packing, padding (-1) at the end of each row."""
+    docs = torch.randint(0, length // 4 + 1, (batch, 4), device=device)
+    return ma.segments_from_lengths(docs, length)
+
+
 # ---------------------------------------------------------------- masked softmax
 
 def softmax_same_precision(scores, mask=None, scale=1.0, causal=False, align="top_left", window=None,
-                           k_lengths=None, key_mask=None):
+                           k_lengths=None, key_mask=None, segments=None):
     """torch's own softmax in the scores' dtype; rows with no allowed key give zeros."""
     shape, d = scores.shape, scores.dim()
     b, h = (shape[0] if d >= 3 else 1), (shape[1] if d == 4 else 1)
     m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1]) if mask is not None else None
     ok = reference_allowed(b, h, shape[-2], shape[-1], causal=causal, align=align, window=window,
-                           k_lengths=k_lengths, key_mask=key_mask, mask=m4, device=scores.device)
+                           k_lengths=k_lengths, key_mask=key_mask, segments=segments, mask=m4, device=scores.device)
     s = scores.reshape(b, h, shape[-2], shape[-1]) * scale
     if m4 is not None and m4.dtype != torch.bool:
         s = s + m4.to(s.dtype)
@@ -213,6 +226,9 @@ def softmax_cases(device) -> List[Tuple[str, Tuple[int, ...], Callable]]:
         if dead_row:
             km[0] = False
         return km
+
+    def packed(batch, length):
+        return random_packed_segments(batch, length, device)
 
     def additive(dtype):
         m = torch.randn(33, 47, device=device)
@@ -234,6 +250,8 @@ def softmax_cases(device) -> List[Tuple[str, Tuple[int, ...], Callable]]:
          lambda dt: {"k_lengths": t(37, 0, 5), "key_mask": key_mask(3, 37, dead_row=True)}),
         ("3d scores causal", (4, 33, 47), lambda dt: {"causal": True, "align": "bottom_right"}),
         ("long rows 3000+k_lengths", (2, 2, 4, 3000), lambda dt: {"k_lengths": t(2500, 3000)}),
+        ("packed segments causal", (2, 3, 40, 40), lambda dt: {"segments": packed(2, 40), "causal": True}),
+        ("integer align 7 window (5,0)", (2, 3, 20, 40), lambda dt: {"align": 7, "window": (5, 0)}),
     ]
 
 
@@ -269,6 +287,9 @@ def attention_cases(device) -> List[Tuple[str, Tuple[int, ...], Callable]]:
         km[:, :4] = False  # with causal, queries 0..3 see no key
         return {"causal": True, "key_mask": km}
 
+    def packed(batch, length):
+        return random_packed_segments(batch, length, device)
+
     def additive(dt):
         m = torch.randn(37, 45, device=device)
         m[torch.rand(37, 45, device=device) < 0.3] = float("-inf")
@@ -291,6 +312,8 @@ def attention_cases(device) -> List[Tuple[str, Tuple[int, ...], Callable]]:
         ("fully masked rows (causal+key_mask)", (2, 3, 3, 40, 40, 32, 32), lambda dt: early_keys_masked()),
         ("D=128 L=300 causal+k_lengths", (2, 2, 1, 300, 300, 128, 128),
          lambda dt: {"causal": True, "k_lengths": t(300, 170)}),
+        ("packed segments causal", (2, 4, 2, 150, 150, 32, 32), lambda dt: {"segments": packed(2, 150), "causal": True}),
+        ("integer align -20 causal (a block)", (2, 3, 3, 64, 100, 32, 32), lambda dt: {"align": -20, "causal": True}),
     ]
 
 

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ._args import check_align, check_lengths, check_tensor, split_window
+from ._args import check_lengths, check_tensor, split_align, split_segments, split_window
 from ._ops import ops
 
 
@@ -33,11 +33,11 @@ def causal_mask(q_len: int, k_len: Optional[int] = None, *, align: str = "top_le
         1 1 0 0 0     1 1 1 1 0      1 1 0 0 0
         1 1 1 0 0     1 1 1 1 1      0 1 1 0 0
     """
-    check_align(align, "causal_mask")
+    align_name, align_offset = split_align(align, "causal_mask")
     left, right = split_window(window, "causal_mask")
     k_len = q_len if k_len is None else k_len
-    m = ops.attention_mask(q_len, k_len, True, align, left, right, None, None, None, 1, dtype,
-                           _device_of(device), float(masked_value))
+    m = ops.attention_mask(q_len, k_len, True, align_name, align_offset, left, right, None, None, None, None, None, 1,
+                           dtype, _device_of(device), float(masked_value))
     return m[0, 0]
 
 
@@ -59,8 +59,8 @@ def padding_mask(lengths: torch.Tensor, max_len: Optional[int] = None, *, dtype:
         max_len = int(lengths.max()) if batch > 0 else 0
     if batch == 0:
         return torch.empty((0, max_len), dtype=dtype, device=lengths.device)
-    m = ops.attention_mask(1, max_len, False, "top_left", None, None, None, lengths, None, batch, dtype,
-                           lengths.device, float(masked_value))
+    m = ops.attention_mask(1, max_len, False, "top_left", 0, None, None, None, lengths, None, None, None, batch,
+                           dtype, lengths.device, float(masked_value))
     return m.view(batch, max_len)
 
 
@@ -73,12 +73,13 @@ def padding_mask_from_ids(ids: torch.Tensor, pad_id: int = 0, *, dtype: torch.dt
 
 def attention_mask(q_len: int, k_len: Optional[int] = None, *, causal: bool = False, align: str = "top_left",
                    window=None, q_lengths: Optional[torch.Tensor] = None, k_lengths: Optional[torch.Tensor] = None,
-                   key_mask: Optional[torch.Tensor] = None, batch: Optional[int] = None,
+                   key_mask: Optional[torch.Tensor] = None, segments=None, batch: Optional[int] = None,
                    dtype: torch.dtype = torch.bool, device=None, masked_value: float = float("-inf")) -> torch.Tensor:
     """The combined decoder mask ``(B, 1, q_len, k_len)``: causal/window AND key padding AND
-    ``key_mask``; rows of padded queries (``i >= q_lengths[b]``) are all False. ``B`` comes from
-    the lengths, ``key_mask`` or ``batch`` (1 if none). With bottom_right, each sequence aligns its
-    own last query with its own last key.
+    ``key_mask`` AND ``segments`` (document ids, see ``masked_attention``); rows of padded queries
+    (``i >= q_lengths[b]``) are all False. ``B`` comes from the lengths, ``key_mask``, ``segments``
+    or ``batch`` (1 if none). With bottom_right, each sequence aligns its own last query with its
+    own last key; an int ``align`` o aligns query ``i`` at ``p = i + o``.
 
     causal, q_len=k_len=4, k_lengths=[3], q_lengths=[3]::
 
@@ -90,18 +91,23 @@ def attention_mask(q_len: int, k_len: Optional[int] = None, *, causal: bool = Fa
     This materialises the mask; ``masked_attention`` takes the same arguments and never does.
     """
     fn = "attention_mask"
-    check_align(align, fn)
+    align_name, align_offset = split_align(align, fn)
     left, right = split_window(window, fn)
     k_len = q_len if k_len is None else k_len
     for name, t in (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)):
         check_tensor(t, name, fn)
-    candidates = [t.shape[0] for t in (q_lengths, k_lengths, key_mask) if t is not None and t.dim() >= 1]
+    q_seg, k_seg = split_segments(segments, fn)
+    if isinstance(segments, torch.Tensor) and q_len != k_len:
+        raise ValueError(f"maskattn.{fn}: one segments tensor describes self-attention (q_len == k_len), got "
+                         f"{q_len} and {k_len}; pass segments=(q_segments, k_segments)")
+    candidates = [t.shape[0] for t in (q_lengths, k_lengths, key_mask, q_seg, k_seg)
+                  if t is not None and t.dim() >= 1 and t.shape[0] != 1]
     b = batch if batch is not None else (candidates[0] if candidates else 1)
     check_lengths(q_lengths, "q_lengths", fn, b, q_len)
     check_lengths(k_lengths, "k_lengths", fn, b, k_len)
-    dev = _device_of(device, q_lengths, k_lengths, key_mask)
-    return ops.attention_mask(q_len, k_len, bool(causal), align, left, right, q_lengths, k_lengths, key_mask, b,
-                              dtype, dev, float(masked_value))
+    dev = _device_of(device, q_lengths, k_lengths, key_mask, q_seg)
+    return ops.attention_mask(q_len, k_len, bool(causal), align_name, align_offset, left, right, q_lengths,
+                              k_lengths, key_mask, q_seg, k_seg, b, dtype, dev, float(masked_value))
 
 
 def random_token_mask(ids: torch.Tensor, mask_id: int, p: float = 0.15, *, special_ids: Sequence[int] = (),

@@ -98,12 +98,8 @@ struct DecodeItem {
       for (int64_t j = hi; j < live; ++j) s_t[j * kLanes + lane] = kNegInf;
       if (!m.has_elementwise() || lo == hi) continue;
       float* bias = w.bias.get();
-      if (m.mask) {
-        explicit_mask_row(m, b, head(lane), i, j0, lo, hi, bias);
-      } else {
-        std::fill(bias + lo, bias + hi, 0.f);
-      }
-      for (int64_t j = lo; j < hi; ++j) s_t[j * kLanes + lane] += bias[j] + key_mask_bias(m, b, j0 + j);
+      elementwise_row_bias(m, b, head(lane), i, j0, lo, hi, bias);
+      for (int64_t j = lo; j < hi; ++j) s_t[j * kLanes + lane] += bias[j];
     }
   }
 

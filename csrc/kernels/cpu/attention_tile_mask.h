@@ -1,8 +1,8 @@
 // Applies the MaskSpec to one tile of scaled scores (only Partial tiles come here).
 //
 // The band (lengths, causal, window) becomes a per-row key interval applied with a vector
-// select; element-wise parts (key_mask, explicit masks) become a bias row (0, -inf or the
-// additive value), built once per tile when it does not depend on the query row.
+// select; element-wise parts (key_mask, segments, explicit masks) become a bias row (0, -inf or
+// the additive value), built once per tile for the parts that do not depend on the query row.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -38,6 +38,30 @@ inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i
   }
 }
 
+// Adds the segment part of row i over keys j0 + [lo, hi): -inf where the key lies in another
+// document (or either side is padding). The row's id is read once, so the loop vectorises.
+inline void add_segment_row_bias(const MaskSpec& m, int64_t b, int64_t i, int64_t j0, int64_t lo, int64_t hi,
+                                 float* out) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t q_id = m.q_segment(b, i);
+  const int64_t* k_ids = m.k_segments + b * m.k_segments_stride_b + j0;
+  for (int64_t c = lo; c < hi; ++c) out[c] += MaskSpec::same_segment(q_id, k_ids[c]) ? 0.f : neg_inf;
+}
+
+// Every element-wise part of row i over keys j0 + [lo, hi) as one bias (for callers that mask a
+// row at a time).
+inline void elementwise_row_bias(const MaskSpec& m, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t lo,
+                                 int64_t hi, float* out) {
+  if (m.mask != nullptr) {
+    explicit_mask_row(m, b, h, i, j0, lo, hi, out);
+  } else {
+    std::fill(out + lo, out + hi, 0.f);
+  }
+  if (m.key_mask != nullptr)
+    for (int64_t c = lo; c < hi; ++c) out[c] += key_mask_bias(m, b, j0 + c);
+  if (m.has_segments()) add_segment_row_bias(m, b, i, j0, lo, hi, out);
+}
+
 inline i32x16 lane_index16() { return i32x16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; }
 
 // s (rows x cols, row stride lds) holds the scores of rows i0.. and keys j0..; cols is a multiple
@@ -45,14 +69,15 @@ inline i32x16 lane_index16() { return i32x16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1
 inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
                             int64_t k_len, float* s, int64_t lds, float* bias) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  const bool row_varying = m.mask != nullptr && m.mask_stride_i != 0;
-  const bool tile_biased = m.key_mask != nullptr || (m.mask != nullptr && !row_varying);
+  const bool row_mask = m.mask != nullptr && m.mask_stride_i != 0;
+  const bool row_varying = row_mask || m.has_segments();
+  const bool tile_biased = m.key_mask != nullptr || (m.mask != nullptr && !row_mask);
   float* tile_bias = bias;                               // key_mask and a mask that is the same for every row
-  float* row_bias = bias + cols;                         // a mask that differs from row to row
+  float* row_bias = bias + cols;                         // segments and a mask that differs from row to row
   const int64_t in_memory = std::min(cols, k_len - j0);  // keys past k_len must not be read
   if (tile_biased) {
     for (int64_t c = 0; c < in_memory; ++c) tile_bias[c] = key_mask_bias(m, b, j0 + c);
-    if (m.mask != nullptr && !row_varying) {
+    if (m.mask != nullptr && !row_mask) {
       explicit_mask_row(m, b, h, i0, j0, 0, in_memory, row_bias);
       for (int64_t c = 0; c < in_memory; ++c) tile_bias[c] += row_bias[c];
     }
@@ -66,7 +91,14 @@ inline void mask_score_tile(const MaskSpec& m, int64_t b, int64_t h, int64_t i0,
     const int64_t hi = std::max(std::min(kr.end - j0, cols), lo);
     if (!tile_biased && !row_varying && lo == 0 && hi == cols) continue;  // row wholly inside the band
     // only [lo, hi) is filled: lanes outside it are dropped by the select below
-    if (row_varying) explicit_mask_row(m, b, h, i, j0, lo, hi, row_bias);
+    if (row_varying) {
+      if (row_mask) {
+        explicit_mask_row(m, b, h, i, j0, lo, hi, row_bias);
+      } else {
+        std::fill(row_bias + lo, row_bias + hi, 0.f);
+      }
+      if (m.has_segments()) add_segment_row_bias(m, b, i, j0, lo, hi, row_bias);
+    }
     float* row = s + r * lds;
     const i32x16 lo_v = i32x16{} + (int32_t)lo, hi_v = i32x16{} + (int32_t)hi;
     for (int64_t c = 0; c < cols; c += kLanes) {

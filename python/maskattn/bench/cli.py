@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from . import attention_cpu, attention_cuda, end_to_end, masks, softmax
+from . import attention_cpu, attention_cuda, attention_packed, end_to_end, masks, softmax
 from .allocator import keep_freed_memory
 from .devices import DEVICE_CHOICES, device_name, resolve_devices
 from .harness import run_case
@@ -17,14 +17,14 @@ from .report import build_report, junit_counts, run_tests, source_root
 from .table import render
 from .timing import plan_for
 
-FAMILIES = ("masks", "softmax", "attention", "models")
+FAMILIES = ("masks", "softmax", "attention", "packed", "models")
 
 
 def scenario_cases(family: str, device: torch.device, quick: bool):
     if family == "attention":
         module = attention_cuda if device.type == "cuda" else attention_cpu
     else:
-        module = {"masks": masks, "softmax": softmax, "models": end_to_end}[family]
+        module = {"masks": masks, "softmax": softmax, "packed": attention_packed, "models": end_to_end}[family]
     return module.cases(device, quick)
 
 
