@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     losses = []
     start = time.perf_counter()
     model.train()
-    with tqdm(range(args.steps), desc="pretraining", unit="step") as bar:
+    with tqdm(range(args.steps), desc="pretraining", unit="step", disable=None) as bar:  # no bar in logs (not a terminal)
         for step in bar:
             picked = torch.randint(0, len(docs), (args.batch,), generator=generator).tolist()
             ids, attention_mask = encode([docs[i] for i in picked], vocab)
@@ -74,8 +74,7 @@ def main(argv=None) -> int:
             schedule.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if step % 10 == 0 or step == args.steps - 1:
-                tqdm.write(f"step {step + 1:4d}  loss {losses[-1]:.4f}")
+            tqdm.write(f"step {step + 1:4d}  loss {losses[-1]:.4f}")
     print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s")
 
     save_loss_svg(losses, args.plot, "tiny BERT, masked-word task (maskattn backend): training loss")

@@ -77,8 +77,8 @@ def _packed_segments(kwargs: dict, query: torch.Tensor, key: torch.Tensor):
 
     cu_k = cu_q if cu_k is None else cu_k
     cu_q = cu_k if cu_q is None else cu_q
-    q_seg = segments_from_lengths(cu_q.diff().unsqueeze(0), total=query.shape[2])
-    k_seg = segments_from_lengths(cu_k.diff().unsqueeze(0), total=key.shape[2])
+    q_seg = segments_from_lengths(cu_q.diff(), total=query.shape[2])
+    k_seg = segments_from_lengths(cu_k.diff(), total=key.shape[2])
     return q_seg if query.shape[2] == key.shape[2] and torch.equal(cu_q, cu_k) else (q_seg, k_seg)
 
 

@@ -24,6 +24,10 @@ class CompactMask:
     """``masked_attention`` mask arguments for one forward, shared by the layers of one mask type."""
 
     kwargs: dict
+    ndim = 4  # what transformers reads of a prepared mask, never 2 (a raw padding mask)
+
+    def contiguous(self) -> "CompactMask":  # generate() calls it on masks it prepares (static caches)
+        return self
 
     def __repr__(self) -> str:
         shown = {k: (tuple(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in self.kwargs.items()}
@@ -131,6 +135,8 @@ def compact_mask(batch_size: int, **kwargs):
     ``cache_position``."""
     from transformers import masking_utils as mu
 
+    if isinstance(kwargs.get("attention_mask"), CompactMask):  # prepared by generate() before the forward
+        return kwargs["attention_mask"]
     mask_function = kwargs.get("mask_function", mu.causal_mask_function)
     pattern = None if kwargs.get("use_vmap") else _pattern(mask_function, mu)
     if pattern is None or (pattern.needs_segments and pattern.segments is None):
