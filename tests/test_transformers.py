@@ -104,50 +104,52 @@ def assert_matches(ours, ref64, sdpa, what):
     assert rms(ours) <= bound, f"{what}: rms error {rms(ours):.3g} > bound {bound:.3g} (sdpa {rms(sdpa):.3g})"
 
 
-def run(model, kwargs, valid, weights):
-    model.zero_grad(set_to_none=True)
-    kwargs = {k: (v.to(model.dtype) if k == "attention_mask" and v.dim() == 4 and v.is_floating_point() else v)
-              for k, v in kwargs.items()}
-    logits = model(**kwargs).logits
+def run(model, kwargs, valid, weights, device="cpu"):
+    """Logits at the valid positions and every parameter's gradient of a weighted sum of them (on the CPU)."""
+    model.to(device).zero_grad(set_to_none=True)
+    kwargs = {k: v.to(device=device, dtype=model.dtype if v.is_floating_point() else v.dtype)
+              if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    logits = model(**kwargs).logits.cpu()
     (logits.double()[valid] * weights[valid]).sum().backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {n: p.grad.detach().cpu() for n, p in model.named_parameters() if p.grad is not None}
     return logits.detach()[valid], grads
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", ["left", "right", "packed"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_logits_and_gradients_match_sdpa(family, layout, dtype):
+def test_logits_and_gradients_match_sdpa(family, layout, dtype, device):
     ours_kwargs, ref_kwargs, valid = inputs_for(family, layout)
     weights = torch.randn(*valid.shape, COMMON["vocab_size"], dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a materialised-mask fallback would warn
-        ours = run(tiny_model(family, "maskattn", dtype), ours_kwargs, valid, weights)
+        ours = run(tiny_model(family, "maskattn", dtype), ours_kwargs, valid, weights, device)
     ref64 = run(tiny_model(family, "sdpa"), ref_kwargs, valid, weights)
-    sdpa = run(tiny_model(family, "sdpa", dtype), ref_kwargs, valid, weights)
-    what = f"{family} {layout} {dtype}"
+    sdpa = run(tiny_model(family, "sdpa", dtype), ref_kwargs, valid, weights, device)
+    what = f"{family} {layout} {dtype} {device}"
     assert_matches(ours[0], ref64[0], sdpa[0], what=f"{what} logits")
     assert ours[1].keys() == ref64[1].keys()
     for name in ref64[1]:
         assert_matches(ours[1][name], ref64[1][name], sdpa[1][name], what=f"{what} grad {name}")
 
 
-def greedy(model, ids, mask, steps, **kwargs):
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, do_sample=False,
-                         pad_token_id=0, output_scores=True, return_dict_in_generate=True, **kwargs)
+def greedy(model, ids, mask, steps, device="cpu", **kwargs):
+    out = model.to(device).generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=steps,
+                                    do_sample=False, pad_token_id=0, output_scores=True, return_dict_in_generate=True,
+                                    **kwargs)
     return out.sequences[:, ids.shape[1]:], torch.stack(out.scores, 1)
 
 
 @pytest.mark.parametrize("family,cache", [(f, "dynamic") for f in DECODERS] + [("llama", "static"), ("mistral", "static")])
-def test_generate_matches_sdpa(family, cache):
+def test_generate_matches_sdpa(family, cache, device):
     """Greedy decoding of a left-padded batch, with the default (dynamic) cache and a static one
     (keys of the whole cache length: integer alignment): identical tokens. A row may part only
     where sdpa itself has a near-tie between its two best tokens."""
     ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
     mask = padding_mask("left")
     kwargs = {} if cache == "dynamic" else {"cache_implementation": "static"}
-    ours, _ = greedy(tiny_model(family, "maskattn", torch.float32), ids, mask, 12, **kwargs)
-    ref, ref_scores = greedy(tiny_model(family, "sdpa", torch.float32), ids, mask, 12, **kwargs)
+    ours, _ = greedy(tiny_model(family, "maskattn", torch.float32), ids, mask, 12, device, **kwargs)
+    ref, ref_scores = greedy(tiny_model(family, "sdpa", torch.float32), ids, mask, 12, device, **kwargs)
     for row in range(BATCH):
         differ = (ours[row] != ref[row]).nonzero()
         if len(differ):
@@ -186,12 +188,12 @@ class RecordShapes(torch.utils._python_dispatch.TorchDispatchMode):
 
 
 @pytest.mark.parametrize("layout", ["left", "right"])
-def test_padded_causal_mask_reaches_kernel_compactly(layout, monkeypatch):
+def test_padded_causal_mask_reaches_kernel_compactly(layout, device, monkeypatch):
     """No (B, 1, L, L) tensor exists anywhere in forward and backward; padding arrives as a key mask
-    (left) or lengths (right, on CPU)."""
-    model = tiny_model("llama", "maskattn", torch.float32)
-    mask = padding_mask(layout)
-    ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ))
+    (left; right on CUDA, where telling them apart would cost a device sync) or lengths (right, CPU)."""
+    model = tiny_model("llama", "maskattn", torch.float32).to(device)
+    mask = padding_mask(layout).to(device)
+    ids = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ), device=device)
     calls = RecordAttention(monkeypatch).calls
     with RecordShapes() as record:
         model(input_ids=ids, attention_mask=mask, use_cache=False).logits.sum().backward()
@@ -199,7 +201,7 @@ def test_padded_causal_mask_reaches_kernel_compactly(layout, monkeypatch):
     assert len(calls) == COMMON["num_hidden_layers"]
     for call in calls:
         assert call.get("mask") is None and call["causal"] and call["align"] == "top_left"
-        if layout == "left":
+        if layout == "left" or device == "cuda":
             assert call["key_mask"].shape == (BATCH, SEQ)
         else:
             assert torch.equal(call["k_lengths"], mask.sum(-1)) and torch.equal(call["q_lengths"], mask.sum(-1))
@@ -331,3 +333,16 @@ def test_compact_masks_allow_what_sdpa_masks_allow():
             assert not got[~rows].any(), name
             want = want & rows[:, :, None]
         assert torch.equal(got, want), f"{name}: {compact}"
+
+
+def test_output_attentions_match_eager():
+    """output_attentions=True returns the probabilities (sdpa returns none), as eager's at valid queries."""
+    ids, mask = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ)), padding_mask("left")
+    ours, eager, ref64 = (tiny_model("llama", impl, dtype)(input_ids=ids, attention_mask=mask,
+                                                            output_attentions=True).attentions
+                          for impl, dtype in (("maskattn", torch.float32), ("eager", torch.float32),
+                                              ("eager", torch.float64)))
+    rows = mask.bool()[:, None, :, None].expand(-1, COMMON["num_attention_heads"], -1, SEQ)
+    assert len(ours) == COMMON["num_hidden_layers"]
+    for a, b, r in zip(ours, eager, ref64):
+        assert_matches(a.detach()[rows], r.detach()[rows], b.detach()[rows], what="attention probabilities")
