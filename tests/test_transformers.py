@@ -336,8 +336,9 @@ def test_compact_masks_allow_what_sdpa_masks_allow():
 
 
 def test_output_attentions_match_eager():
-    """output_attentions=True returns the probabilities (sdpa returns none), as eager's at valid queries."""
-    ids, mask = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ)), padding_mask("left")
+    """output_attentions=True returns the probabilities (sdpa returns none), as eager's at valid queries
+    (right padding: eager in float64 turns fully masked rows into NaN)."""
+    ids, mask = torch.randint(3, COMMON["vocab_size"], (BATCH, SEQ)), padding_mask("right")
     ours, eager, ref64 = (tiny_model("llama", impl, dtype)(input_ids=ids, attention_mask=mask,
                                                             output_attentions=True).attentions
                           for impl, dtype in (("maskattn", torch.float32), ("eager", torch.float32),
