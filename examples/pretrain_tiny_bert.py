@@ -10,16 +10,14 @@ different lengths, right-padded; ``maskattn.random_token_mask`` picks 15% of the
 """
 import argparse
 import sys
-import time
 
 import torch
-from tqdm import tqdm
 from transformers import AutoModelForMaskedLM, BertConfig
 
 import maskattn as ma
 import maskattn.integrations.transformers as mat
-from loss_plot import save_loss_svg
 from tiny_text import documents, split_words, words
+from training import add_arguments, exit_status, train
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
@@ -35,11 +33,7 @@ def encode(docs, vocab):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--plot", default="tiny_bert_loss.svg", help="where to save the loss curve (SVG)")
-    parser.add_argument("--check", action="store_true", help="exit 1 unless the loss went down")
+    add_arguments(parser, steps=200, batch=32, plot="tiny_bert_loss.svg")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -52,47 +46,25 @@ def main(argv=None) -> int:
                         num_attention_heads=4, max_position_embeddings=128, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0, pad_token_id=PAD)
     model = AutoModelForMaskedLM.from_config(config, attn_implementation="maskattn").to(args.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=args.steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(0)
 
-    losses = []
-    start = time.perf_counter()
-    model.train()
-    with tqdm(range(args.steps), desc="pretraining", unit="step", disable=None) as bar:  # no bar in logs (not a terminal)
-        for step in bar:
-            picked = torch.randint(0, len(docs), (args.batch,), generator=generator).tolist()
-            ids, attention_mask = encode([docs[i] for i in picked], vocab)
-            masked_ids, selected = ma.random_token_mask(ids, MASK, p=0.15, special_ids=[PAD, CLS, SEP],
-                                                        generator=generator)
-            labels = ids.masked_fill(~selected, -100)  # the loss is over the masked words only
-            batch = {"input_ids": masked_ids, "attention_mask": attention_mask, "labels": labels}
-            loss = model(**{k: v.to(args.device) for k, v in batch.items()}).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            tqdm.write(f"step {step + 1:4d}  loss {losses[-1]:.4f}")
-    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s")
+    def next_batch():
+        picked = torch.randint(0, len(docs), (args.batch,), generator=generator).tolist()
+        ids, attention_mask = encode([docs[i] for i in picked], vocab)
+        masked_ids, selected = ma.random_token_mask(ids, MASK, p=0.15, special_ids=[PAD, CLS, SEP], generator=generator)
+        labels = ids.masked_fill(~selected, -100)  # the loss is over the masked words only
+        return {"input_ids": masked_ids, "attention_mask": attention_mask, "labels": labels}
 
-    save_loss_svg(losses, args.plot, "tiny BERT, masked-word task (maskattn backend): training loss")
-    print(f"loss curve saved to {args.plot}")
+    losses = train(model, next_batch, args, lr=2e-3,
+                   title="tiny BERT, masked-word task (maskattn backend): training loss")
 
-    model.eval()
     ids, attention_mask = encode(["the old man paints the garden gate at night."], vocab)
     ids[0, 4] = MASK  # [CLS] the old man -> paints
     words_of = {i: w for w, i in vocab.items()}
     guess = model(input_ids=ids.to(args.device), attention_mask=attention_mask.to(args.device)).logits[0, 4].argmax()
     print(f"fill in: the old man [MASK] the garden gate at night. -> {words_of[int(guess)]}")
 
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    print(f"loss: first 5 steps {first:.3f}, last 5 steps {last:.3f}")
-    if args.check and not last < first:
-        print("the loss did not go down", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(losses, args.check)
 
 
 if __name__ == "__main__":

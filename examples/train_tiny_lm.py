@@ -10,15 +10,13 @@ never an L x L mask). About a minute on a CPU:
 """
 import argparse
 import sys
-import time
 
 import torch
-from tqdm import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 import maskattn.integrations.transformers as mat
-from loss_plot import save_loss_svg
 from tiny_text import documents
+from training import add_arguments, exit_status, train
 
 
 def pack(docs, stoi, row_len: int):
@@ -41,12 +39,8 @@ def pack(docs, stoi, row_len: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=8)
+    add_arguments(parser, steps=200, batch=8, plot="tiny_lm_loss.svg")
     parser.add_argument("--row-len", type=int, default=128)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--plot", default="tiny_lm_loss.svg", help="where to save the loss curve (SVG)")
-    parser.add_argument("--check", action="store_true", help="exit 1 unless the loss went down")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -62,40 +56,20 @@ def main(argv=None) -> int:
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=args.row_len)
     # randomly initialised: trained from scratch
     model = AutoModelForCausalLM.from_config(config, attn_implementation="maskattn").to(args.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
 
-    losses = []
-    start = time.perf_counter()
-    model.train()
-    with tqdm(range(args.steps), desc="training", unit="step", disable=None) as bar:  # no bar in logs (not a terminal)
-        for step in bar:
-            rows = torch.randint(0, ids.shape[0], (args.batch,))
-            batch = {"input_ids": ids[rows], "position_ids": pos[rows], "labels": labels[rows]}
-            loss = model(**{k: v.to(args.device) for k, v in batch.items()}, use_cache=False).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            tqdm.write(f"step {step + 1:4d}  loss {losses[-1]:.4f}")
-    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s")
+    def next_batch():
+        rows = torch.randint(0, ids.shape[0], (args.batch,))
+        # no cache in training: transformers looks for packed rows in position_ids only then
+        return {"input_ids": ids[rows], "position_ids": pos[rows], "labels": labels[rows], "use_cache": False}
 
-    save_loss_svg(losses, args.plot, "tiny causal LM (packed rows, maskattn backend): training loss")
-    print(f"loss curve saved to {args.plot}")
+    losses = train(model, next_batch, args, lr=3e-3,
+                   title="tiny causal LM (packed rows, maskattn backend): training loss")
 
-    model.eval()
     prompt = torch.tensor([[stoi[c] for c in "the cat "]], device=args.device)
     out = model.generate(prompt, max_new_tokens=60, do_sample=False, pad_token_id=0)
     print("sample:", "".join(chars[i] for i in out[0].tolist()))
 
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    print(f"loss: first 5 steps {first:.3f}, last 5 steps {last:.3f}")
-    if args.check and not last < first:
-        print("the loss did not go down", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(losses, args.check)
 
 
 if __name__ == "__main__":

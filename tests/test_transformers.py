@@ -268,13 +268,26 @@ def test_unsupported_features_raise(feature):
         model(torch.randint(3, COMMON["vocab_size"], (1, 8)))
 
 
-def test_training_dropout_names_the_config_field():
-    if hf_attention._HAS_DROPOUT:
-        pytest.skip("masked_attention has dropout_p: tested by test_training_dropout_is_fused")
-    config = getattr(transformers, "LlamaConfig")(**COMMON, attention_dropout=0.1)
+def test_training_dropout(monkeypatch):
+    """Attention dropout in training: the fused dropout where masked_attention has one (the same
+    seed gives the same result), else an error naming the config field to set to 0."""
+    config = getattr(transformers, "LlamaConfig")(**COMMON, attention_dropout=0.25)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="maskattn").train()
-    with pytest.raises(NotImplementedError, match=r"config\.attention_dropout"):
-        model(torch.randint(3, COMMON["vocab_size"], (1, 8)))
+    ids = torch.randint(3, COMMON["vocab_size"], (2, SEQ))
+    if not hf_attention._HAS_DROPOUT:
+        with pytest.raises(NotImplementedError, match=r"config\.attention_dropout"):
+            model(input_ids=ids, use_cache=False)
+        return
+    calls = RecordAttention(monkeypatch).calls
+    seed = int(torch.randint(0, 2**31, ()))
+    logits = []
+    for _ in range(2):
+        torch.manual_seed(seed)
+        logits.append(model(input_ids=ids, use_cache=False).logits)
+    assert calls and all(c["dropout_p"] == 0.25 for c in calls)
+    assert torch.equal(logits[0], logits[1])
+    assert not torch.allclose(logits[0], model.eval()(input_ids=ids, use_cache=False).logits)
+
 
 
 def mask_scenarios():
