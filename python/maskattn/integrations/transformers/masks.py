@@ -154,8 +154,8 @@ def compact_mask(batch_size: int, **kwargs):
         args["segments"] = pattern.segments
     if pattern.causal:
         args["causal"] = True
-        args["align"] = _align(offset, q_length, kv_length, args)
     if pattern.left is not None or pattern.right is not None:
         args["window"] = (pattern.left, pattern.right)
+    if pattern.causal or "window" in args:
         args["align"] = _align(offset, q_length, kv_length, args)
     return CompactMask(args)
