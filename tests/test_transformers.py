@@ -66,7 +66,7 @@ def doc_lengths(total: int):
 
 
 def packed_positions(batch: int):
-    """position_ids restarting at 0 at each document, and the block-diagonal causal-free mask."""
+    """position_ids restarting at 0 at each document, and the (B, 1, L, L) mask keeping each document to itself."""
     rows = [doc_lengths(SEQ) for _ in range(batch)]
     pos = torch.stack([torch.cat([torch.arange(n) for n in row]) for row in rows])
     docs = torch.stack([torch.cat([torch.full((n,), d) for d, n in enumerate(row)]) for row in rows])
