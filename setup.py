@@ -112,6 +112,7 @@ def main():
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         python_requires=">=3.9",
         install_requires=["torch>=2.11"],
+        extras_require={"transformers": ["transformers>=4.53"]},
     )
 
 

@@ -36,7 +36,7 @@ class Case:
     mode: str
     make_inputs: Callable[[], dict]
     methods: List[Method]
-    # "bytes", or "flops_unmasked" (and "flops", FlashAttention's count, on CUDA); a callable gets
+    # "bytes", "tokens", or "flops_unmasked" (and "flops", FlashAttention's count, on CUDA); a callable gets
     # the inputs, for counts that depend on the random lengths
     work: Union[Dict[str, float], Callable[[dict], Dict[str, float]]]
     extra: dict = field(default_factory=dict)  # copied into each row: seq_len, head_dim, sweep
@@ -55,6 +55,8 @@ def timed_call(forward: Callable[[], torch.Tensor], leaves: Sequence[torch.Tenso
 
 def rates(work: Dict[str, float], ms: float, peaks: Dict[str, float], device: torch.device) -> dict:
     out = {}
+    if "tokens" in work:
+        out["tok_s"] = work["tokens"] / ms * 1e3
     if "bytes" in work:
         out["gb_s"] = work["bytes"] / ms / 1e6
         out["pct_copy"] = 100.0 * out["gb_s"] / peaks["copy_gb_s"]

@@ -4,6 +4,7 @@ from typing import List, Sequence
 
 # (row key, header, format) for the rate columns, shown only where a section has them
 RATE_COLUMNS = (
+    ("tok_s", "tokens/s", "{:.0f}"),
     ("gb_s", "GB/s", "{:.1f}"),
     ("pct_copy", "%copy", "{:.0f}%"),
     ("gflop_s", "GFLOP/s", "{:.1f}"),
