@@ -36,6 +36,10 @@ def mask_kwargs(kind, b, h, lq, lk, device):
     q_lengths = torch.randint(0, lq + 1, (b,), device=device)
     k_lengths = torch.randint(0, lk + 1, (b,), device=device)
     q_lengths[0], k_lengths[0] = lq, lk
+    # packed documents: sorted ids, the keys' tail padding (-1)
+    q_seg = torch.randint(0, 3, (b, lq), device=device).sort(-1).values
+    k_seg = torch.randint(0, 3, (b, lk), device=device).sort(-1).values
+    k_seg[:, lk - lk // 8:] = -1
     additive = torch.randn(lq, lk, device=device)
     additive[torch.rand(lq, lk, device=device) > 0.8] = NEG_INF
     return {
@@ -50,11 +54,14 @@ def mask_kwargs(kind, b, h, lq, lk, device):
         "key_mask_causal": {"key_mask": torch.rand(b, lk, device=device) > 0.3, "causal": True},
         "bool_mask": {"mask": torch.rand(b, 1, lq, lk, device=device) > 0.4},
         "additive_mask_causal": {"mask": additive, "causal": True},
+        "segments_causal": {"segments": (q_seg, k_seg), "causal": True},
+        "int_align_window": {"align": int(torch.randint(-lq, lk + 1, ())), "window": (9, 2), "k_lengths": k_lengths},
     }[kind]
 
 
 MASK_KINDS = ["none", "causal", "causal_bottom_right", "causal_padding", "causal_padding_bottom_right",
-              "window_padding", "window_left_bottom_right", "key_mask_causal", "bool_mask", "additive_mask_causal"]
+              "window_padding", "window_left_bottom_right", "key_mask_causal", "bool_mask", "additive_mask_causal",
+              "segments_causal", "int_align_window"]
 
 
 def check_against_reference(q, k, v, what, grads=True, **kw):

@@ -12,6 +12,10 @@ from tolerance import assert_rule, torch_masked_softmax as torch_same_precision
 def random_mask_kwargs(kind, b, lq, lk, device):
     k_lengths = torch.randint(0, lk + 1, (b,), device=device)
     k_lengths[0] = 0  # a sequence with no keys: fully masked rows
+    # packed documents: sorted ids, the keys' tail padding (-1)
+    q_seg = torch.randint(0, 3, (b, lq), device=device).sort(-1).values
+    k_seg = torch.randint(0, 3, (b, lk), device=device).sort(-1).values
+    k_seg[:, lk - lk // 8:] = -1
     return {
         "none": {},
         "causal": {"causal": True},
@@ -21,10 +25,13 @@ def random_mask_kwargs(kind, b, lq, lk, device):
         "key_mask": {"key_mask": torch.rand(b, lk, device=device) > 0.4},
         "causal_lengths_window": {"causal": True, "align": "bottom_right", "window": (5, None),
                                   "k_lengths": k_lengths},
+        "segments_causal": {"segments": (q_seg, k_seg), "causal": True},
+        "int_align_window": {"align": int(torch.randint(-lq, lk + 1, ())), "window": (6, 1), "k_lengths": k_lengths},
     }[kind]
 
 
-MASK_KINDS = ["none", "causal", "causal_br", "window", "k_lengths", "key_mask", "causal_lengths_window"]
+MASK_KINDS = ["none", "causal", "causal_br", "window", "k_lengths", "key_mask", "causal_lengths_window",
+              "segments_causal", "int_align_window"]
 
 
 @pytest.mark.parametrize("device", DEVICES)

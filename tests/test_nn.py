@@ -186,3 +186,38 @@ def test_bad_input_shapes_are_named():
         m(x3, x3[0], x3)
     with pytest.raises(ValueError, match="key_padding_mask must be 1-D"):
         m(x3[:, 0], x3[:, 0], x3[:, 0], key_padding_mask=torch.zeros(1, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_segments_match_torch_with_the_block_diagonal_mask(device, causal, unbatched):
+    """Packed documents (negative id = padding) against torch's module given the same rule as an
+    (L, L) / (N*heads, L, L) bool mask, True = masked; padding rows attend nothing (0 in both)."""
+    ours, ref = twin_modules(device, embed_dim=16, num_heads=2, batch_first=True)
+    n, length, e = (1 if unbatched else 3), 29, ref.embed_dim
+    x = torch.randn(n, length, e, dtype=torch.float64, device=device)
+    lengths = torch.randint(1, 5, (n, 6), device=device)  # at most 24 of 29: a padded tail
+    seg = ma.segments_from_lengths(lengths, total=length)
+    allowed = seg.unsqueeze(-1) == seg.unsqueeze(-2)
+    allowed &= (seg >= 0).unsqueeze(-1)
+    if causal:
+        allowed &= torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    # torch gives NaN to rows that attend nothing: let them see key 0 there and zero them after
+    dead = ~allowed.any(-1)
+    torch_mask = ~(allowed | (dead.unsqueeze(-1) & (torch.arange(length, device=device) == 0)))
+    torch_mask = torch_mask.repeat_interleave(ref.num_heads, dim=0)
+    xs, segs = (x[0], seg[0]) if unbatched else (x, seg)
+    got, got_w = ours(xs, xs, xs, segments=segs, is_causal=causal, attn_mask=None)
+    want, want_w = ref(xs, xs, xs, attn_mask=torch_mask[0] if unbatched else torch_mask)
+    live = ~dead[0] if unbatched else ~dead
+    assert torch.allclose(got[live], want[live], atol=2e-5, rtol=1e-4)
+    assert (got_w[dead[0] if unbatched else dead] == 0).all()  # the padded tail (at least 5 rows)
+    assert torch.allclose(got_w[live], want_w[live], atol=2e-6)
+
+
+def test_segments_refused_with_extra_keys():
+    mha = ma.nn.MultiheadAttention(16, 2, add_zero_attn=True)
+    x = torch.randn(5, 1, 16)
+    with pytest.raises(ValueError, match="segments cannot be combined"):
+        mha(x, x, x, segments=torch.zeros(1, 5, dtype=torch.long))

@@ -27,19 +27,25 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
     pads them; with those keys ``is_causal`` means the causal mask over the original keys, as
     torch computes it when it needs the weights or has a ``key_padding_mask``). Float masks that
     require grad get their gradient.
+
+    One keyword beyond torch's: ``segments`` (packed sequences), document ids ``(N, L)`` for
+    self-attention or a pair ``(q_segments (N, L), k_segments (N, S))`` (1-D for unbatched input),
+    negative ids padding, so a query attends only keys of its own document (with ``is_causal``:
+    per-document causal), without an ``L x S`` mask.
     """
 
     last_path: str = "fused"
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
                 need_weights: bool = True, attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                is_causal: bool = False, *, segments=None) -> Tuple[Tensor, Optional[Tensor]]:
         self.last_path = "fused"
         unbatched = self._check_inputs(query, key, value, key_padding_mask, attn_mask)
         if unbatched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.unsqueeze(0)
+            segments = self._batch_segments(segments)
         elif self.batch_first:  # as torch, batch_first concerns batched (3-D) inputs only
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         tgt_len, bsz, embed = query.shape
@@ -49,6 +55,9 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         q, k, v = self._project(query, key, value)
         extra = int(self.bias_k is not None) + int(self.add_zero_attn)
         if extra:
+            if segments is not None:
+                raise ValueError("maskattn.nn.MultiheadAttention: segments cannot be combined with add_bias_kv or "
+                                 "add_zero_attn (their extra key is seen by every query, in no one document)")
             k, v = self._append_keys(k, v, bsz)
             key_padding_mask, attn_mask = self._pad_masks(key_padding_mask, attn_mask, is_causal, tgt_len, src_len,
                                                           extra, query.device)
@@ -61,7 +70,8 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         key_mask, mask = self._masks(key_padding_mask, attn_mask, bsz, tgt_len, src_len, query.dtype)
         dropout_p = self.dropout if self.training else 0.0
         out, weights, _, rng_state = attention_with_rng_state(q, k, v, mask=mask, key_mask=key_mask, causal=is_causal,
-                                                              dropout_p=dropout_p, return_weights=need_weights)
+                                                              segments=segments, dropout_p=dropout_p,
+                                                              return_weights=need_weights)
         if not need_weights:
             weights = None
         elif dropout_p > 0.0:  # torch returns the weights its dropout left, rescaled
@@ -77,6 +87,15 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
             out = out.squeeze(1)
             weights = weights.squeeze(0) if weights is not None else None
         return out, weights
+
+    @staticmethod
+    def _batch_segments(segments):
+        """Unbatched input's 1-D document ids (or pair of them) as a batch of one."""
+        if isinstance(segments, Tensor):
+            return segments.unsqueeze(0) if segments.dim() == 1 else segments
+        if isinstance(segments, (tuple, list)):
+            return tuple(s.unsqueeze(0) if isinstance(s, Tensor) and s.dim() == 1 else s for s in segments)
+        return segments
 
     @staticmethod
     def _check_inputs(query, key, value, key_padding_mask, attn_mask) -> bool:
