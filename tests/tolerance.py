@@ -29,10 +29,13 @@ def assert_rule(ours: torch.Tensor, ref64: torch.Tensor, torch_same_precision: t
     if relative and ref64.numel():
         slack += RELATIVE.get(ours.dtype, 0.0) * max(1.0, ref64.abs().max().item())
     err = max_err(ours, ref64)
-    if torch_same_precision is None or ours.dtype in (torch.float64, torch.float32):
-        bound = slack if torch_same_precision is None else max(slack, 2 * max_err(torch_same_precision, ref64))
+    base = 0.0 if torch_same_precision is None else max_err(torch_same_precision, ref64)
+    if base != base:  # torch itself gives NaN in this precision (-1e9 overflows float16): the slack alone
+        base = 0.0
+    if ours.dtype in (torch.float64, torch.float32):
+        bound = max(slack, 2 * base)
     else:
-        bound = 2 * max_err(torch_same_precision, ref64) + slack
+        bound = 2 * base + slack
     assert err <= bound, f"{what}: max error {err:.3g} > bound {bound:.3g} ({ours.dtype})"
 
 
