@@ -91,6 +91,9 @@ def check_attention(case, device, backward=True, weights=True):
     inherited = delta_error(out, ref_out, g, ref_w, q, k, scale)
     for name, o, r, s, e in zip("qkv", ours, ref, same, inherited):
         assert o.dtype == dtype and o.shape == r.shape
+        if name != "v" and dtype == torch.float32 and r.numel():
+            # dq = scale dS k, dk = scale dS^T q: dS's rounding floor grows with |scale|
+            e += (max(1.0, abs(scale)) - 1.0) * 1e-5 * max(1.0, r.abs().max().item())
         assert_rule(o, r, s, f"d{name}", relative=True, extra=e)
 
 
