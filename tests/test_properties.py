@@ -15,14 +15,7 @@ from maskattn.reference import (reference_allowed, reference_attention, referenc
 from conftest import DEVICES
 from strategies import (EXTREME_SCALES, HALF_DTYPES, attention_cases, explicit_mask_tensor, generator, has_extreme_scale, laid_out,
                         lengths_tensor, mask_builder_cases, mask_kwargs, softmax_cases, values)
-from tolerance import assert_rule, torch_masked_softmax
-
-
-def softmax_grad_in_torch(probs, grad, scale):
-    """torch's softmax backward from its saved output (in the op's dtype), float32 math for halves."""
-    math_dtype = torch.float32 if probs.dtype in HALF_DTYPES else probs.dtype
-    p, g = probs.to(math_dtype), grad.to(math_dtype)
-    return (scale * p * (g - (g * p).sum(-1, keepdim=True))).to(probs.dtype)
+from tolerance import assert_rule, torch_masked_softmax, torch_softmax_grad
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -49,7 +42,7 @@ def test_masked_softmax(device, data):
     x64 = x.detach().double().requires_grad_()
     ref, = torch.autograd.grad(reference_masked_softmax(x64, mask, scale=scale, **kw), x64, g.double())
     assert ours.dtype == dtype and ours.shape == shape
-    assert_rule(ours, ref, softmax_grad_in_torch(same, g, scale), "backward", relative=True)
+    assert_rule(ours, ref, torch_softmax_grad(same, g, scale), "backward", relative=True)
 
 
 def attention_inputs(case, device):

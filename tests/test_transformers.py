@@ -313,11 +313,19 @@ def mask_scenarios():
                                        attention_mask=left)),
         ("cross-attention", dict(q_length=7, kv_length=SEQ, q_offset=0, kv_offset=0,
                                  mask_function=mu.bidirectional_mask_function, attention_mask=left)),
-        ("packed", dict(full, mask_function=mu.packed_sequence_compatibility_function(
-            causal, pos, mu.find_packed_sequence_indices(pos)))),
-        ("packed sliding", dict(full, mask_function=mu.packed_sequence_compatibility_function(
-            sliding, pos, mu.find_packed_sequence_indices(pos)))),
+        ("packed", dict(full, mask_function=packed_mask_function(mu, causal, pos))),
+        ("packed sliding", dict(full, mask_function=packed_mask_function(mu, sliding, pos))),
     ]
+
+
+def packed_mask_function(mu, mask_function, position_ids):
+    """The mask function transformers composes for packed rows, in the installed version's own way:
+    one compatibility wrapper up to 5.23, positions remapped and documents and-ed in from 5.24."""
+    documents = mu.find_packed_sequence_indices(position_ids)
+    if hasattr(mu, "packed_sequence_compatibility_function"):
+        return mu.packed_sequence_compatibility_function(mask_function, position_ids, documents)
+    remapped = mu.remap_positions_for_packed_sequence(mask_function, position_ids)
+    return mu.and_masks(remapped, mu.packed_sequence_mask_function(documents))
 
 
 def test_compact_masks_allow_what_sdpa_masks_allow():

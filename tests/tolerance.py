@@ -39,6 +39,14 @@ def assert_rule(ours: torch.Tensor, ref64: torch.Tensor, torch_same_precision: t
     assert err <= bound, f"{what}: max error {err:.3g} > bound {bound:.3g} ({ours.dtype})"
 
 
+def torch_softmax_grad(probs: torch.Tensor, grad: torch.Tensor, scale: float) -> torch.Tensor:
+    """torch's softmax backward as a user gets it: from the output saved in the op's dtype (float32
+    math for the half dtypes), so the baseline carries the same rounded-output error ours does."""
+    math_dtype = torch.float32 if probs.dtype in (torch.float16, torch.bfloat16) else probs.dtype
+    p, g = probs.to(math_dtype), grad.to(math_dtype)
+    return (scale * p * (g - (g * p).sum(-1, keepdim=True))).to(probs.dtype)
+
+
 def torch_masked_softmax(x: torch.Tensor, mask, scale: float, **kw) -> torch.Tensor:
     """torch's own masked_fill + softmax, as a user writes it, in x's dtype (float32 math for the half
     dtypes, as torch's softmax does inside): the baseline of the rule for masked_softmax."""
