@@ -201,3 +201,22 @@ def test_peak_rates_take_the_fastest_repeat():
     plan = TimingPlan(warmup=1, min_repeats=6, max_repeats=6, budget_s=0.0)
     assert fastest_ms(sleep, CPU, plan) < 25 < median_ms(sleep, CPU, plan)
 
+
+
+def test_row_path_names_the_kernels_each_method_ran():
+    """maskattn's own comparison rows (batched, no dropout) ran maskattn's attention kernels, not
+    torch's; a packed row ran the attention kernel, a softmax row the softmax one."""
+    from maskattn.bench.devices import row_path, cpu_name
+    kernels = {"attention float32 products": "attention-kernel", "softmax, masking, conversions": "softmax-kernel"}
+    base = {"device": "cpu", "dtype": "float32", "torch_cpu_capability": "AVX2"}
+    assert row_path(dict(base, family="packed", method="maskattn batched causal", ours=False), kernels) == \
+        "attention-kernel"
+    assert row_path(dict(base, family="attention", method="maskattn masked_attention no dropout", ours=False),
+                    kernels) == "attention-kernel"
+    assert row_path(dict(base, family="packed", method="sdpa block-diagonal bool mask", ours=False), kernels) == \
+        "torch AVX2"
+    assert row_path(dict(base, family="softmax", method="maskattn masked_softmax", ours=True), kernels) == \
+        "softmax-kernel"
+    assert row_path(dict(base, device="cuda", family="softmax", method="maskattn masked_softmax", ours=True),
+                    kernels) == ""
+    assert cpu_name().strip()

@@ -99,6 +99,28 @@ def test_long_rows(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_large_results_forward_and_backward(device):
+    """Results past 16 MiB are allocated with huge-page advice on CPU (the memory the allocator
+    takes fresh from the OS): values and gradients are the same as anywhere else, with a mask
+    tensor, an odd row length and fully masked rows."""
+    b, h, lq, lk = 2, 2, 1031, 1037  # 2 * 2 * 1031 * 1037 * 4 bytes > 16 MiB, rows of odd length
+    x = torch.randn(b, h, lq, lk, device=device, requires_grad=True)
+    mask = torch.rand(b, 1, lq, lk, device=device) > 0.3
+    mask[:, :, 7] = False
+    kw = {"causal": True, "k_lengths": torch.tensor([lk, 600], device=device)}
+    got = ma.masked_softmax(x, mask, scale=0.9, **kw)
+    x64 = x.detach().double().requires_grad_()
+    ref = reference_masked_softmax(x64, mask, scale=0.9, **kw)
+    same = torch_same_precision(x.detach(), mask, 0.9, **kw)
+    assert_rule(got, ref, same, what="large forward")
+    assert got[:, :, 7].abs().max() == 0
+    g = torch.randn_like(got)
+    got.backward(g)
+    ref.backward(g.double())
+    assert_rule(x.grad, x64.grad, torch_softmax_grad(same, g, 0.9), what="large backward")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_fully_masked_rows_are_zero_with_zero_grad(device):
     for dtype in dtypes_for(device):
         x = torch.randn(2, 2, 4, 8, device=device, dtype=dtype, requires_grad=True)

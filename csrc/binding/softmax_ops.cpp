@@ -7,6 +7,7 @@
 
 #include "../kernels/masked_softmax.h"
 #include "device_call.h"
+#include "large_output.h"
 #include "mask_args.h"
 #include "mask_grad_args.h"
 #include "ops.h"
@@ -60,7 +61,7 @@ at::Tensor masked_softmax_op(const at::Tensor& scores, const OptTensor& mask, do
                              std::string_view align, int64_t align_offset, OptInt window_left, OptInt window_right,
                              const OptTensor& k_lengths, const OptTensor& key_mask, const OptTensor& q_segments,
                              const OptTensor& k_segments) {
-  at::Tensor probs = at::empty(scores.sizes(), scores.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor probs = empty_large_output(scores.sizes(), scores.options().memory_format(at::MemoryFormat::Contiguous));
   masked_softmax_into("maskattn.masked_softmax", scores, mask, scale, causal, align, align_offset, window_left,
                       window_right, k_lengths, key_mask, q_segments, k_segments, probs);
   return probs;
@@ -101,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor> masked_softmax_backward_op(const at::Tensor& 
   TORCH_CHECK(grad.scalar_type() == probs.scalar_type(), op, ": grad dtype ", grad.scalar_type(),
               " must equal probs dtype ", probs.scalar_type());
   const at::Tensor g = grad.contiguous(), pr = probs.contiguous();
-  at::Tensor out = at::empty(probs.sizes(), probs.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor out = empty_large_output(probs.sizes(), probs.options().memory_format(at::MemoryFormat::Contiguous));
   TORCH_CHECK(!mask_grad || mask.has_value(), op, ": mask_grad needs the additive mask");
   if (out.numel() == 0)
     return {out, mask_grad ? at::zeros_like(*mask, at::MemoryFormat::Contiguous) : at::empty({0}, probs.options())};

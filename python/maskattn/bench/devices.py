@@ -18,14 +18,24 @@ def resolve_devices(choice: str) -> List[torch.device]:
 
 
 def cpu_name() -> str:
+    """The model name, with the family and model numbers: a virtual machine may report only
+    "AMD EPYC", which does not tell one generation (and its vector units) from another."""
+    fields = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "cpu family", "model") and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+                if not line.strip() and fields:  # the first processor's block is enough
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    if "model name" not in fields:
+        return platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']})"
+    return fields["model name"]
 
 
 def device_name(device: torch.device) -> str:
@@ -54,9 +64,11 @@ def row_path(row: dict, cpu_kernels: dict) -> str:
     capability for a baseline (CUDA rows: empty)."""
     if row.get("device") != "cpu":
         return ""
-    if not row.get("ours"):
+    # maskattn methods beside the one the ratios are taken against ("batched causal", "no dropout")
+    # ran maskattn's kernels too
+    if not (row.get("ours") or str(row.get("method", "")).startswith("maskattn")):
         return f"torch {row.get('torch_cpu_capability', '')}".strip()
-    if row.get("family") == "attention":
+    if row.get("family") in ("attention", "packed", "models"):
         return cpu_kernels.get(f"attention {row.get('dtype')} products", "")
     return cpu_kernels.get("softmax, masking, conversions", "")
 
