@@ -92,6 +92,25 @@ def test_paths_are_reported_and_refused_clearly():
     assert ma.build_info()["cpu_isa"] == info["cpu_isa"]  # a refused path leaves the selection alone
 
 
+def test_bf16_product_kernels_prove_themselves_before_use():
+    """A bf16 product path is offered only after its kernel matched a scalar product bit for bit on
+    this CPU (the AVX512-BF16 and AMX kernels cannot all run where the package is built and tested):
+    the check passes for the kernels this CPU runs and refuses a kernel one unit off in one element."""
+    info = ma.build_info()
+    checks = info["cpu_bf16_self_checks"]
+    for name, result in checks.items():
+        assert result in ("passed", "failed")
+        assert (name in info["cpu_isa_supported"]) == (result == "passed")
+        assert _C._bf16_self_check(name) == (result == "passed")
+    for name in ("avx512bf16", "amx"):
+        if name in info["cpu_isa_supported"]:
+            assert checks[name] == "passed"
+    assert _C._bf16_self_check("avx2 pairs") is True
+    assert _C._bf16_self_check("planted fault") is False
+    with pytest.raises(ValueError, match="_bf16_self_check takes"):
+        _C._bf16_self_check("avx9")
+
+
 @pytest.mark.parametrize("value", ["avx9", "avx2"] + [p for p in PATHS if p not in SUPPORTED][:1])
 def test_environment_variable_selects_or_refuses(value):
     code = ("import torch, maskattn as ma\n"

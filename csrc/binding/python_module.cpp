@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "../kernels/cpu/cpu_kernels.h"
+#include "../kernels/cpu/gemm_self_check.h"
 #include "../kernels/cpu/scratch_pool.h"
 #include "cuda_support.h"
 
@@ -30,6 +31,11 @@ static py::dict cpu_info() {
   for (CpuIsa isa : {CpuIsa::Avx2, CpuIsa::Avx512, CpuIsa::Avx512Bf16, CpuIsa::Amx})
     if (cpu_supports(isa)) supported.append(cpu_isa_name(isa));
   info["cpu_isa_supported"] = supported;
+  // the bf16 product paths this CPU has the instructions for, and their run-time self-checks
+  py::dict checks;
+  for (CpuIsa isa : {CpuIsa::Avx512Bf16, CpuIsa::Amx})
+    if (cpu_hardware_supports(isa)) checks[cpu_isa_name(isa)] = cpu_supports(isa) ? "passed" : "failed";
+  info["cpu_bf16_self_checks"] = checks;
   py::dict kernels;
   for (const KernelPath& k : cpu_kernel_paths()) kernels[py::str(k.kernel)] = k.instructions;
   info["cpu_kernels"] = kernels;
@@ -62,6 +68,20 @@ PYBIND11_MODULE(_C, m) {
         "Frees the pooled CPU scratch; returns the bytes freed.");
   m.def("_use_avx2_bf16_pairs", [](bool on) { maskattn::cpu::use_avx2_bf16_pairs(on); },
         "Tests: on the avx2 path, run bf16 attention through the k-pair operand layouts.");
+  m.def("_bf16_self_check", [](const std::string& name) {
+    using namespace maskattn::cpu;
+    if (name == "avx2 pairs") return gemm_bf16_self_check(gemm_bf16_avx2);
+    if (name == "planted fault")  // a kernel one unit off in one element: the check must refuse it
+      return gemm_bf16_self_check([](const GemmBf16Args& g) {
+        gemm_bf16_avx2(g);
+        g.c[g.ldc + 1] += 1.f;
+      });
+    CpuIsa isa;
+    if (!parse_cpu_isa(name, &isa) || (isa != CpuIsa::Avx512Bf16 && isa != CpuIsa::Amx))
+      throw std::invalid_argument("maskattn: _bf16_self_check takes avx2 pairs, planted fault, avx512bf16 or amx");
+    if (!cpu_hardware_supports(isa)) throw std::invalid_argument("maskattn: this CPU lacks the '" + name + "' path");
+    return gemm_bf16_self_check(isa == CpuIsa::Amx ? gemm_bf16_amx : gemm_bf16_avx512);
+  }, "Tests: runs a bf16 product kernel's run-time self-check now (avx2 pairs, planted fault, avx512bf16, amx).");
   m.def("_set_cpu_isa", [](const std::string& name) {
     const std::string error = maskattn::cpu::select_cpu_isa(name);
     if (!error.empty()) throw std::invalid_argument("maskattn: " + error);

@@ -1,4 +1,6 @@
 #include "cpu_isa.h"
+#include "cpu_kernels.h"
+#include "gemm_self_check.h"
 
 #include <cpuid.h>
 
@@ -101,16 +103,34 @@ const CpuFeatures& cpu_features() {
   return features;
 }
 
-bool cpu_supports(CpuIsa isa) {
+bool cpu_hardware_supports(CpuIsa isa) {
   const CpuFeatures& f = cpu_features();
   switch (isa) {
     case CpuIsa::Avx2: return f.avx2 && f.fma && f.f16c;
     case CpuIsa::Avx512: return f.avx512 && f.fma && f.f16c;
-    case CpuIsa::Avx512Bf16: return cpu_supports(CpuIsa::Avx512) && f.avx512_bf16;
-    case CpuIsa::Amx: return cpu_supports(CpuIsa::Avx512) && f.amx_bf16;
+    case CpuIsa::Avx512Bf16: return cpu_hardware_supports(CpuIsa::Avx512) && f.avx512_bf16;
+    case CpuIsa::Amx: return cpu_hardware_supports(CpuIsa::Avx512) && f.amx_bf16;
   }
   return false;
 }
+
+bool cpu_isa_passed_self_check(CpuIsa isa) {
+  if (!cpu_hardware_supports(isa)) return false;
+  // each bf16 product kernel is proven once, on first need, and only where the CPU can run it
+  switch (isa) {
+    case CpuIsa::Avx512Bf16: {
+      static const bool passed = gemm_bf16_self_check(gemm_bf16_avx512);
+      return passed;
+    }
+    case CpuIsa::Amx: {
+      static const bool passed = cpu_isa_passed_self_check(CpuIsa::Avx512Bf16) && gemm_bf16_self_check(gemm_bf16_amx);
+      return passed;
+    }
+    default: return true;  // no bf16 product kernel of its own
+  }
+}
+
+bool cpu_supports(CpuIsa isa) { return cpu_isa_passed_self_check(isa); }
 
 CpuIsa best_cpu_isa() {
   for (CpuIsa isa : {CpuIsa::Amx, CpuIsa::Avx512Bf16, CpuIsa::Avx512})
@@ -150,6 +170,9 @@ std::string select_cpu_isa(const std::string& name) {
   read_env_once();
   CpuIsa isa;
   if (!parse_cpu_isa(name, &isa)) return "unknown CPU path '" + name + "' (expected avx2, avx512, avx512bf16 or amx)";
+  if (cpu_hardware_supports(isa) && !cpu_supports(isa))
+    return "the '" + name + "' path failed its run-time self-check on this CPU (a bf16 product differed from the "
+           "scalar reference) and is not used; the best path that passed is '" + cpu_isa_name(best_cpu_isa()) + "'";
   if (!cpu_supports(isa))
     return "this CPU (or OS) does not support the '" + name + "' path; the best it supports is '" +
            cpu_isa_name(best_cpu_isa()) + "'";

@@ -31,7 +31,11 @@ struct CpuFeatures {
 const CpuFeatures& cpu_features();
 // The best path the CPU supports.
 CpuIsa best_cpu_isa();
+// The CPU and OS have the path's instructions and its bf16 product kernel, if it has one, passed
+// its run-time self-check here (gemm_self_check.h).
 bool cpu_supports(CpuIsa isa);
+// The instructions alone (a path may have them and still be refused by its self-check).
+bool cpu_hardware_supports(CpuIsa isa);
 const char* cpu_isa_name(CpuIsa isa);
 // Parses a path name; returns false for an unknown name.
 bool parse_cpu_isa(const std::string& name, CpuIsa* isa);
