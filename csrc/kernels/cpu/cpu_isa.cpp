@@ -114,7 +114,7 @@ bool cpu_hardware_supports(CpuIsa isa) {
   return false;
 }
 
-bool cpu_isa_passed_self_check(CpuIsa isa) {
+bool cpu_supports(CpuIsa isa) {
   if (!cpu_hardware_supports(isa)) return false;
   // each bf16 product kernel is proven once, on first need, and only where the CPU can run it
   switch (isa) {
@@ -123,14 +123,12 @@ bool cpu_isa_passed_self_check(CpuIsa isa) {
       return passed;
     }
     case CpuIsa::Amx: {
-      static const bool passed = cpu_isa_passed_self_check(CpuIsa::Avx512Bf16) && gemm_bf16_self_check(gemm_bf16_amx);
+      static const bool passed = cpu_supports(CpuIsa::Avx512Bf16) && gemm_bf16_self_check(gemm_bf16_amx);
       return passed;
     }
     default: return true;  // no bf16 product kernel of its own
   }
 }
-
-bool cpu_supports(CpuIsa isa) { return cpu_isa_passed_self_check(isa); }
 
 CpuIsa best_cpu_isa() {
   for (CpuIsa isa : {CpuIsa::Amx, CpuIsa::Avx512Bf16, CpuIsa::Avx512})
