@@ -31,8 +31,9 @@ def qkv(device, dtype, hkv=2, lq=LQ, lk=LK, d=32):
 
 
 def bound(ref, same, dtype):
-    """Twice torch's own error in the input dtype, with a floor for nearly exact results."""
-    floor = {torch.float64: 1e-10, torch.float32: 2e-5}.get(dtype, 2e-3)
+    """Twice torch's own error in the input dtype, with a floor for nearly exact results: in the half
+    dtypes two units of roundoff of the largest value (storing the result alone costs one)."""
+    floor = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 2 * 2.0 ** -8}[dtype]
     return max(2 * max_err(same, ref), floor * max(1.0, ref.abs().max().item()))
 
 
