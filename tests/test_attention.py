@@ -8,18 +8,18 @@ import maskattn as ma
 from maskattn.reference import reference_allowed, reference_attention
 
 from conftest import DEVICES, dtypes_for
-from tolerance import assert_rule, max_err
+from tolerance import assert_rule, delta_rounding_bound, max_err
 
 NEG_INF = float("-inf")
 
 
-def assert_accurate(ours, ref64, torch_same, what):
-    """The accuracy rule; in float32 its absolute slack grows with the values' size, because the
-    flash backward's delta = rowsum(dout * out) cancels to float32 rounding where torch's softmax
-    backward cancels exactly (e.g. a row with a single key has dq = 0 exactly)."""
+def assert_accurate(ours, ref64, torch_same, what, extra=0.0):
+    """The accuracy rule, plus `extra`: the error the flash backward's delta = rowsum(dout * out)
+    brings in from the output rounded to its dtype, where torch's softmax backward cancels exactly
+    (a row with a single key has dq = 0 exactly); in float32 the slack grows with the values' size."""
     if ours.dtype != torch.float32:
-        return assert_rule(ours, ref64, torch_same, what)
-    bound = max(2 * max_err(torch_same, ref64), 1e-5 * max(1.0, ref64.abs().max().item()))
+        return assert_rule(ours, ref64, torch_same, what, extra=extra)
+    bound = max(2 * max_err(torch_same, ref64), 1e-5 * max(1.0, ref64.abs().max().item())) + extra
     assert not torch.isnan(ours).any(), f"{what}: NaN"
     assert max_err(ours, ref64) <= bound, f"{what}: max error {max_err(ours, ref64):.3g} > bound {bound:.3g}"
 
@@ -72,8 +72,11 @@ def check_against_reference(q, k, v, what, grads=True, **kw):
     same_out, same_w, _ = reference_attention(q, k, v, upcast=False, **kw)
     assert out.dtype == q.dtype and weights.dtype == q.dtype and lse.dtype == torch.float32
     assert out.shape == (*q.shape[:-1], v.shape[-1]) and lse.shape == q.shape[:-1]
-    assert_rule(out, ref_out, same_out, f"out {what}")
-    assert_rule(weights, ref_w, same_w, f"weights {what}")
+    # in float32 the flash accumulation's error grows with the head size as torch's does, each a few
+    # ulp of the largest value: twice torch's can miss by one, so the relative floor as well
+    fp32 = out.dtype == torch.float32
+    assert_rule(out, ref_out, same_out, f"out {what}", relative=fp32)
+    assert_rule(weights, ref_w, same_w, f"weights {what}", relative=fp32)
     assert torch.equal(torch.isinf(lse), torch.isinf(ref_lse)), f"lse -inf rows {what}"
     live = torch.isfinite(ref_lse)
     assert ((lse - ref_lse)[live].abs() <= 2e-5 + 1e-5 * ref_lse[live].abs()).all(), f"lse {what}"
@@ -83,9 +86,10 @@ def check_against_reference(q, k, v, what, grads=True, **kw):
     ours = torch.autograd.grad(out, (q, k, v), g)
     ref = torch.autograd.grad(ref_out, (q, k, v), g.double())
     same = torch.autograd.grad(same_out, (q, k, v), g)
-    for name, o, r, s in zip("qkv", ours, ref, same):
+    extras = (*delta_rounding_bound(q, k, out, g, ref_out, ref_w, kw.get("scale")), 0.0)
+    for name, o, r, s, extra in zip("qkv", ours, ref, same, extras):
         assert o.dtype == q.dtype and o.shape == r.shape
-        assert_accurate(o, r, s, f"d{name} {what}")
+        assert_accurate(o, r, s, f"d{name} {what}", extra)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -12,7 +12,7 @@ from maskattn.attention import attention_with_rng_state
 from maskattn.reference import reference_attention, reference_dropout_keep
 
 from conftest import DEVICES, dtypes_for
-from tolerance import assert_rule, max_err
+from tolerance import assert_rule, delta_rounding_bound, max_err
 
 ops = torch.ops.maskattn
 
@@ -56,22 +56,6 @@ def dropout_case(q, k, v, p, generator=None, **kw):
 
 # floor of the gradients' error relative to their size, for what the bound below does not cover
 GRAD_FLOOR = {torch.float32: 1e-5, torch.float16: 4 * 2.0 ** -10, torch.bfloat16: 4 * 2.0 ** -7}
-
-
-def delta_rounding_bound(q, k, out, g, ref_out, weights):
-    """(dq, dk) error that the flash backward's delta = rowsum(dout * out) brings in by reading
-    out as returned (rounded to its dtype), as every flash backward does: delta is off by
-    rowsum(dout * (out - exact out)), and dS = P * (dP - delta) carries that, times P, into
-    dq = scale dS k and dk = scale dS^T q. Rows with one kept key, where the exact gradients
-    cancel to 0, show all of it."""
-    b, h, lq, d = q.shape
-    hkv = k.shape[1]
-    scale = d ** -0.5
-    d_delta = (g.double() * (out.detach().double() - ref_out.detach())).nan_to_num().sum(-1)
-    ds = weights.detach().double().nan_to_num() * d_delta[..., None]
-    dq = scale * ds @ k.detach().double().repeat_interleave(h // hkv, dim=1)
-    dk = scale * (ds.transpose(-1, -2) @ q.detach().double()).view(b, hkv, h // hkv, -1, d).sum(2)
-    return dq.abs().max().item(), dk.abs().max().item()
 
 
 def assert_grads_close(ours, ref, same, what, delta_bound=(0.0, 0.0)):

@@ -60,3 +60,19 @@ def torch_masked_softmax(x: torch.Tensor, mask, scale: float, **kw) -> torch.Ten
     if mask is not None and mask.dtype != torch.bool:
         s = s + mask.to(math_dtype)
     return torch.nan_to_num(s.masked_fill(~ok, float("-inf")).softmax(-1), nan=0.0).to(x.dtype)
+
+
+def delta_rounding_bound(q, k, out, g, ref_out, weights, scale=None):
+    """(dq, dk) error that the flash backward's delta = rowsum(dout * out) brings in by reading
+    out as returned (rounded to its dtype), as every flash backward does: delta is off by
+    rowsum(dout * (out - exact out)), and dS = P * (dP - delta) carries that, times P, into
+    dq = scale dS k and dk = scale dS^T q. Rows with one kept key, where the exact gradients
+    cancel to 0, show all of it."""
+    b, h, lq, d = q.shape
+    hkv = k.shape[1]
+    scale = d ** -0.5 if scale is None else scale
+    d_delta = (g.double() * (out.detach().double() - ref_out.detach())).nan_to_num().sum(-1)
+    ds = weights.detach().double().nan_to_num() * d_delta[..., None]
+    dq = scale * ds @ k.detach().double().repeat_interleave(h // hkv, dim=1)
+    dk = scale * (ds.transpose(-1, -2) @ q.detach().double()).view(b, hkv, h // hkv, -1, d).sum(2)
+    return dq.abs().max().item(), dk.abs().max().item()
