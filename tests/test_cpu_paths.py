@@ -12,7 +12,7 @@ import torch
 
 import maskattn as ma
 from maskattn import _C
-from maskattn.reference import reference_masked_softmax
+from maskattn.reference import reference_dropout_keep, reference_masked_softmax
 
 from test_attention import check_against_reference, qkv
 from test_masked_softmax import torch_same_precision
@@ -76,6 +76,17 @@ def test_masked_softmax_on_every_path(cpu_path):
         got = ma.masked_softmax(xd, mask, scale=0.8, causal=True)
         ref = reference_masked_softmax(xd, mask, scale=0.8, causal=True)
         assert_rule(got, ref, torch_same_precision(xd, mask, 0.8, causal=True), f"{cpu_path} {dtype}")
+
+
+@pytest.mark.parametrize("cpu_path", PATHS, indirect=True)
+def test_dropout_draws_on_every_path(cpu_path):
+    """Each path's Philox draw (AVX2: 8 counters a register, AVX-512: 16) drops exactly the positions
+    of the written rule: whole 64-key rows (4 a draw, a short last batch), rows starting mid-group,
+    short rows."""
+    for shape in [(1, 2, 5, 320), (2, 3, 7, 64), (1, 2, 3, 100), (2, 1, 9, 13)]:
+        seed, offset = int(torch.randint(-2 ** 63, 2 ** 63 - 1, (), dtype=torch.int64)), int(torch.randint(0, 2 ** 62, ()))
+        keep = torch.ops.maskattn.dropout_keep_mask(*shape, 0.3, seed, offset, torch.device("cpu"))
+        assert torch.equal(keep, reference_dropout_keep(*shape, 0.3, seed, offset)), f"{cpu_path} {shape}"
 
 
 def test_paths_are_reported_and_refused_clearly():

@@ -29,8 +29,23 @@ inline void dropout_rows(const DropoutSpec& d, const uint64_t* e0, int64_t rows,
   uint64_t group[kDrawBatch];
   uint16_t* dst[kDrawBatch];
   const auto draw = selected_cpu_isa() >= CpuIsa::Avx512 ? draw_groups_avx512 : draw_groups_avx2;
+  bool whole_groups = n == kDropoutRowKeys;
+  for (int64_t r = 0; r < rows; ++r) whole_groups &= e0[r] % kDropoutGroup == 0;
+  if (whole_groups) {
+    // the common case (a full key tile, rows starting on a group): each row is kRowGroups whole
+    // groups, kDrawBatch / kRowGroups rows a draw (a short last batch draws its last row again)
+    constexpr int kRowGroups = kDropoutRowKeys / kDropoutGroup;
+    for (int64_t r0 = 0; r0 < rows; r0 += kDrawBatch / kRowGroups) {
+      for (int k = 0; k < kDrawBatch; ++k) {
+        const int64_t r = std::min<int64_t>(r0 + k / kRowGroups, rows - 1);
+        group[k] = e0[r] / kDropoutGroup + k % kRowGroups;
+        dst[k] = bits + r * kRowBits + (k % kRowGroups) * kDropoutGroup;
+      }
+      draw(d.seed, d.offset, group, dst);
+    }
+  }
   int queued = 0;
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r = 0; r < rows && !whole_groups; ++r)
     for (uint64_t g = e0[r] / kDropoutGroup; g <= (e0[r] + n - 1) / kDropoutGroup; ++g) {
       group[queued] = g;
       dst[queued++] = bits + r * kRowBits + (g - e0[r] / kDropoutGroup) * kDropoutGroup;
