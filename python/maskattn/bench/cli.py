@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a JSON report: device, versions, commit, csrc_sha256, tests, rows")
     parser.add_argument("--tests-junit", metavar="PATH", help="test counts for --report from pytest --junitxml")
     parser.add_argument("--run-tests", action="store_true", help="run the source tree's pytest for --report")
+    parser.add_argument("--sanitizer", metavar="PATH",
+                        help="compute-sanitizer results for --report: a JSON object, tool -> errors found or "
+                             "\"refused\" (.ci/gpu writes it)")
     parser.add_argument("--fresh-pages", action="store_true",
                         help="let the CPU allocator return freed memory to the OS (every allocation faults pages)")
     parser.add_argument("--plot", metavar="PATH", help="PNG of TFLOP/s against L per method (needs matplotlib)")
@@ -95,6 +98,16 @@ def bench_devices(devices, families, quick: bool, allocator: str = "freed memory
     return rows
 
 
+def sanitizer_results(path: Optional[str]) -> Optional[dict]:
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    if not isinstance(results, dict):
+        raise SystemExit(f"maskattn bench --sanitizer: {path} must hold a JSON object (tool -> result)")
+    return results
+
+
 def write_outputs(rows: List[dict], devices, args) -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -110,6 +123,6 @@ def write_outputs(rows: List[dict], devices, args) -> None:
         elif args.run_tests:
             tests = run_tests(source_root())
         with open(args.report, "w", encoding="utf-8") as f:
-            json.dump(build_report(rows, devices, tests), f, indent=1)
+            json.dump(build_report(rows, devices, tests, sanitizer_results(args.sanitizer)), f, indent=1)
         print(f"report written to {args.report}")
     sys.stdout.flush()

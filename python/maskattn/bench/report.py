@@ -70,7 +70,8 @@ def run_tests(root: Path) -> Dict[str, int]:
         return junit_counts(xml_path)
 
 
-def build_report(rows: List[dict], devices: List[torch.device], tests: Optional[Dict[str, int]]) -> dict:
+def build_report(rows: List[dict], devices: List[torch.device], tests: Optional[Dict[str, int]],
+                 sanitizer: Optional[dict] = None) -> dict:
     root = source_root()
     main_device = next((d for d in devices if d.type == "cuda"), devices[0] if devices else torch.device("cpu"))
     import maskattn
@@ -94,5 +95,6 @@ def build_report(rows: List[dict], devices: List[torch.device], tests: Optional[
         "commit": git_commit(root),
         "csrc_sha256": csrc_sha256(root),
         "tests": tests,
+        "sanitizer": sanitizer,
         "rows": rows,
     }
