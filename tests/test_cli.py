@@ -74,9 +74,12 @@ def test_cuda_only_commands_skip_without_cuda(capsys):
 def test_tiny_bench_json_and_report(tmp_path):
     junit = tmp_path / "junit.xml"
     junit.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" skipped="2"/></testsuites>')
+    sanitizer = tmp_path / "sanitizer.json"
+    sanitizer.write_text('{"memcheck": 0, "racecheck": "refused"}')
     rows_path, report_path, plot_path = tmp_path / "rows.json", tmp_path / "report.json", tmp_path / "plot.png"
     out = run_cli("bench", "--device", "cpu", "--quick", "--only", "masks", "--json", str(rows_path),
-                  "--report", str(report_path), "--tests-junit", str(junit), "--plot", str(plot_path))
+                  "--report", str(report_path), "--tests-junit", str(junit), "--plot", str(plot_path),
+                  "--sanitizer", str(sanitizer))
     assert out.returncode == 0, out.stderr
     assert "== masks | cpu ==" in out.stdout and "plot skipped" in out.stdout
     assert "[" in out.stderr and "\r" not in out.stderr  # progress: one line per step into a pipe
@@ -96,6 +99,7 @@ def test_tiny_bench_json_and_report(tmp_path):
     assert report["device"] and report["rows"] == rows
     assert report["csrc_sha256"] == csrc_sha256(ROOT)
     assert report["tests"] == {"passed": 3, "failed": 2, "skipped": 2}
+    assert report["sanitizer"] == {"memcheck": 0, "racecheck": "refused"}
     assert report["commit"] is None or len(report["commit"]) == 40
 
 
