@@ -17,12 +17,17 @@ constexpr int64_t kDropoutRowKeys = 64;  // keys per row of dropout_rows
 
 typedef uint16_t bits16x8 __attribute__((vector_size(16)));
 typedef int32_t i32x8_ __attribute__((vector_size(32)));
+typedef float f32x8_ __attribute__((vector_size(32)));
 
-// keep[r * ld + c] = kept where element e0[r] + c survives the dropout, 0 where it is dropped,
-// for rows r < rows (<= 64) and c < n (<= kDropoutRowKeys). The groups the rows need are drawn
-// kDrawBatch at a time, whatever row they belong to: misaligned rows cost one group more, no more.
+// What dropout_rows writes: the keep factors, or the rows multiplied by them in place.
+enum class DropoutWrite { KeepFactors, ApplyInPlace };
+
+// keep[r * ld + c] = kept where element e0[r] + c survives the dropout, 0 where it is dropped
+// (ApplyInPlace: keep[r * ld + c] *= that factor), for rows r < rows (<= 64) and c < n
+// (<= kDropoutRowKeys). The groups the rows need are drawn kDrawBatch at a time, whatever row they
+// belong to: misaligned rows cost one group more, no more.
 inline void dropout_rows(const DropoutSpec& d, const uint64_t* e0, int64_t rows, int64_t n, float kept, float* keep,
-                         int64_t ld) {
+                         int64_t ld, DropoutWrite write = DropoutWrite::KeepFactors) {
   if (n <= 0) return;
   constexpr int64_t kRowBits = kDropoutRowKeys + 2 * kDropoutGroup;  // a row's groups, aligned
   alignas(32) uint16_t bits[64 * kRowBits];
@@ -71,10 +76,21 @@ inline void dropout_rows(const DropoutSpec& d, const uint64_t* e0, int64_t rows,
     for (; c + 8 <= n; c += 8) {
       bits16x8 b;
       std::memcpy(&b, src + c, sizeof(b));
-      const i32x8_ value = kept_bits & (__builtin_convertvector(b, i32x8_) > below);  // kept or +0.0
-      std::memcpy(out + c, &value, sizeof(value));
+      const i32x8_ factor = kept_bits & (__builtin_convertvector(b, i32x8_) > below);  // kept or +0.0
+      if (write == DropoutWrite::KeepFactors) {
+        std::memcpy(out + c, &factor, sizeof(factor));
+      } else {  // x * factor, not a select: NaN stays NaN where dropped, as x * 0 does in torch
+        f32x8_ x, f;
+        std::memcpy(&x, out + c, sizeof(x));
+        std::memcpy(&f, &factor, sizeof(f));
+        x *= f;
+        std::memcpy(out + c, &x, sizeof(x));
+      }
     }
-    for (; c < n; ++c) out[c] = src[c] >= d.threshold ? kept : 0.f;
+    for (; c < n; ++c) {
+      const float factor = src[c] >= d.threshold ? kept : 0.f;
+      out[c] = write == DropoutWrite::KeepFactors ? factor : out[c] * factor;
+    }
   }
 }
 
@@ -103,15 +119,14 @@ inline void multiply_row(float* x, const float* factor, int64_t n) {
 }
 
 // Drops entries of rows i0 .. i0 + rows - 1 of (b, h) over keys j0 .. j0 + n - 1 in a tile of
-// stride ld (entries kept are multiplied by `kept`); keep: scratch of rows x ld floats.
+// stride ld, in place (entries kept are multiplied by `kept`).
 inline void dropout_tile(const DropoutSpec& d, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t n,
-                         float kept, float* x, int64_t ld, float* keep) {
+                         float kept, float* x, int64_t ld) {
   uint64_t e0[64];
   for (int64_t r0 = 0; r0 < rows; r0 += 64) {
     const int64_t count = std::min<int64_t>(64, rows - r0);
     for (int64_t r = 0; r < count; ++r) e0[r] = d.element(b, h, i0 + r0 + r, j0);
-    dropout_rows(d, e0, count, n, kept, keep, ld);
-    for (int64_t r = 0; r < count; ++r) multiply_row(x + (r0 + r) * ld, keep + r * ld, n);
+    dropout_rows(d, e0, count, n, kept, x + r0 * ld, ld, DropoutWrite::ApplyInPlace);
   }
 }
 

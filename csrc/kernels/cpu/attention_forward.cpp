@@ -28,7 +28,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
 // products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero).
 struct ForwardScratch {
-  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16, log_sum, keep;
+  FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16, log_sum;
   ForwardScratch(const AttentionGeometry& g, int64_t rows, bool pairs)
       : q(pairs ? 1 : rows * g.d),
         s(rows * kBlockK),
@@ -40,8 +40,7 @@ struct ForwardScratch {
         bias(2 * kBlockK),
         q16(pairs ? round_up32(rows) * round_up32(g.d) / 2 : 1),
         p16(pairs ? round_up32(rows) * kBlockK / 2 : 1),
-        log_sum(rows),
-        keep(rows * kBlockK) {}
+        log_sum(rows) {}
   uint16_t* q_bf16() const { return reinterpret_cast<uint16_t*>(q16.get()); }
   uint16_t* p_bf16() const { return reinterpret_cast<uint16_t*>(p16.get()); }
 };
@@ -164,7 +163,7 @@ struct ForwardItem {
       if (p.dropout.enabled)  // after the row sums: they, lse and the weights stay undropped
         for (int64_t hh = 0; hh < g.group; ++hh)
           dropout_tile(p.dropout, b, head(hh), i0(), rows, kt * kBlockK, g.keys_in(kt), 1.f,
-                       w.s.get() + hh * rows * kBlockK, kBlockK, w.keep.get());
+                       w.s.get() + hh * rows * kBlockK, kBlockK);
       accumulate_pv(kt, cols);
     }
     for (int64_t hh = 0; hh < g.group; ++hh)
