@@ -8,7 +8,7 @@ import maskattn as ma
 from maskattn.reference import reference_allowed, reference_attention
 
 from conftest import DEVICES, dtypes_for
-from tolerance import assert_rule, delta_rounding_bound, max_err
+from tolerance import assert_rule, delta_error, max_err
 
 NEG_INF = float("-inf")
 
@@ -86,7 +86,7 @@ def check_against_reference(q, k, v, what, grads=True, **kw):
     ours = torch.autograd.grad(out, (q, k, v), g)
     ref = torch.autograd.grad(ref_out, (q, k, v), g.double())
     same = torch.autograd.grad(same_out, (q, k, v), g)
-    extras = (*delta_rounding_bound(q, k, out, g, ref_out, ref_w, kw.get("scale")), 0.0)
+    extras = delta_error(out, ref_out, g, ref_w, q, k, kw.get("scale"))
     for name, o, r, s, extra in zip("qkv", ours, ref, same, extras):
         assert o.dtype == q.dtype and o.shape == r.shape
         assert_accurate(o, r, s, f"d{name} {what}", extra)

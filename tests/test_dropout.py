@@ -12,7 +12,7 @@ from maskattn.attention import attention_with_rng_state
 from maskattn.reference import reference_attention, reference_dropout_keep
 
 from conftest import DEVICES, dtypes_for
-from tolerance import assert_rule, delta_rounding_bound, max_err
+from tolerance import assert_rule, delta_error, max_err
 
 ops = torch.ops.maskattn
 
@@ -58,8 +58,8 @@ def dropout_case(q, k, v, p, generator=None, **kw):
 GRAD_FLOOR = {torch.float32: 1e-5, torch.float16: 4 * 2.0 ** -10, torch.bfloat16: 4 * 2.0 ** -7}
 
 
-def assert_grads_close(ours, ref, same, what, delta_bound=(0.0, 0.0)):
-    for name, o, r, s, extra in zip("qkv", ours, ref, same, (*delta_bound, 0.0)):
+def assert_grads_close(ours, ref, same, what, inherited=(0.0, 0.0, 0.0)):
+    for name, o, r, s, extra in zip("qkv", ours, ref, same, inherited):
         if o.dtype == torch.float64:
             assert_rule(o, r, s, f"d{name} {what}")
             continue
@@ -101,7 +101,7 @@ def test_forward_backward_against_reference(device, kind, h, hkv, lq, lk):
         ours = torch.autograd.grad(out, (q, k, v), g)
         ref = torch.autograd.grad(ref_out, (q, k, v), g.double())
         same = torch.autograd.grad(same_out, (q, k, v), g)
-        assert_grads_close(ours, ref, same, what, delta_rounding_bound(q, k, out, g, ref_out, ref_w))
+        assert_grads_close(ours, ref, same, what, delta_error(out, ref_out, g, ref_w, q, k))
 
 
 @pytest.mark.parametrize("device", DEVICES)
