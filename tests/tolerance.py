@@ -74,9 +74,11 @@ def delta_error(out, ref_out, dout, p, q, k, scale=None):
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     terms = out.detach().double() * dout.double()
     rounding = ((out.detach().double() - ref_out.detach()) * dout.double()).sum(-1).abs()
-    # float32 sums of 16-lane partials and a tree over the lanes (the CPU and CUDA kernels' order)
+    # sums of 16-lane partials and a tree over the lanes (the CPU and CUDA kernels' order), in
+    # float32 (float64 for float64 inputs)
     depth = math.ceil(out.shape[-1] / 16) + 5
-    e = rounding + depth * 2.0 ** -24 * terms.abs().sum(-1)
+    unit = 2.0 ** -53 if out.dtype == torch.float64 else 2.0 ** -24
+    e = rounding + depth * unit * terms.abs().sum(-1)
     ds = p.detach().double().nan_to_num() * e.unsqueeze(-1)
     group = q.shape[1] // k.shape[1]
     dq = abs(scale) * ds @ k.detach().double().abs().repeat_interleave(group, dim=1)
