@@ -5,7 +5,9 @@ architectures (default: the visible GPUs', or 8.0;9.0+PTX on a build host withou
 MASKATTN_CPU_ARCH sets the -march of the CPU kernels (default: x86-64-v3, i.e. AVX2 + FMA + F16C,
 so a wheel runs on any such x86-64 CPU; AVX-512, AVX512-BF16 and AMX microkernels are compiled
 with target attributes and chosen at run time), MASKATTN_SANITIZE=1 builds the CPU code with
-AddressSanitizer and UBSan (.ci/sanitize). Nothing is downloaded.
+AddressSanitizer and UBSan (.ci/sanitize), MASKATTN_EMULATE_AMX=1 runs the AMX kernel's tile
+instructions in software so it executes on CPUs without AMX (a test build: .ci/sanitize uses it).
+Nothing is downloaded.
 """
 import glob
 import os
@@ -78,6 +80,9 @@ def main():
         cxx_flags += sanitizers + ["-O1"]
         link_flags += sanitizers
         print("maskattn build: MASKATTN_SANITIZE=1, CPU code built with %s" % " ".join(sanitizers))
+    if os.environ.get("MASKATTN_EMULATE_AMX") == "1":
+        cxx_flags.append("-DMASKATTN_EMULATE_AMX")
+        print("maskattn build: MASKATTN_EMULATE_AMX=1, AMX tiles emulated in software (a test build, not for speed)")
 
     sources = rel(glob.glob(os.path.join(ROOT, "csrc/binding/*.cpp")))
     sources += rel(glob.glob(os.path.join(ROOT, "csrc/kernels/cpu/*.cpp")))

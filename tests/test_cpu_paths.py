@@ -48,6 +48,28 @@ def test_attention_on_every_path(cpu_path, dtype):
         check_against_reference(q, k, v, f"{cpu_path} {dtype} {lq}x{lk} d={d}", **kw)
 
 
+def test_amx_kernel_executes_its_tiles():
+    """The AMX path's bf16 forward runs its tile kernel: on a CPU with AMX, or in the test build that
+    emulates the tiles in software (MASKATTN_EMULATE_AMX=1, .ci/sanitize: under AddressSanitizer every
+    tile load and store is checked), where each executed tdpbf16ps is counted."""
+    info = ma.build_info()
+    if "amx" not in SUPPORTED:
+        pytest.skip("neither AMX here nor the emulated-AMX test build (.ci/sanitize builds one)")
+    before_isa, before = info["cpu_isa"], _C._amx_emulated_tile_products()
+    _C._set_cpu_isa("amx")
+    try:
+        q, k, v = qkv(2, 6, 3, 75, 130, 80, 48, "cpu", torch.bfloat16)
+        check_against_reference(q, k, v, "amx bf16 75x130 d=80 dv=48", causal=True, k_lengths=torch.tensor([130, 61]))
+    finally:
+        _C._set_cpu_isa(before_isa)
+    executed = _C._amx_emulated_tile_products() - before
+    if info["cpu_amx_emulated"]:
+        assert "emulated" in info["cpu_kernels"]["attention bfloat16 products"]
+        assert executed > 0
+    else:
+        assert executed == 0
+
+
 def test_bf16_pair_layouts_on_avx2():
     """The bf16 k-pair operand layouts (packing, bf16 q and probabilities, the scale on S) that the
     AVX512-BF16 and AMX kernels read, run here by the AVX2 kernel that widens pairs in registers."""
@@ -94,6 +116,10 @@ def test_paths_are_reported_and_refused_clearly():
     assert info["cpu_isa"] in PATHS and info["cpu_isa_best"] in PATHS
     assert "avx2" in info["cpu_isa_supported"]
     assert info["cpu_arch"] and isinstance(info["cpu_kernels"], dict) and info["cpu_kernels"]
+    # why AMX is usable or not is said, never silent (a refused tile permission falls back)
+    assert isinstance(info["cpu_amx"], str) and info["cpu_amx"]
+    usable = ("tiles granted", "emulated in software (a test build)")
+    assert ("amx" in info["cpu_bf16_self_checks"]) == (info["cpu_amx"] in usable)
     with pytest.raises(ValueError, match="unknown CPU path 'avx9'"):
         _C._set_cpu_isa("avx9")
     for name in PATHS:

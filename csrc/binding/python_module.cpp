@@ -36,6 +36,8 @@ static py::dict cpu_info() {
   for (CpuIsa isa : {CpuIsa::Avx512Bf16, CpuIsa::Amx})
     if (cpu_hardware_supports(isa)) checks[cpu_isa_name(isa)] = cpu_supports(isa) ? "passed" : "failed";
   info["cpu_bf16_self_checks"] = checks;
+  info["cpu_amx_emulated"] = amx_emulated();  // a test build: AMX tiles in software, never for speed
+  info["cpu_amx"] = cpu_features().amx_status;
   py::dict kernels;
   for (const KernelPath& k : cpu_kernel_paths()) kernels[py::str(k.kernel)] = k.instructions;
   info["cpu_kernels"] = kernels;
@@ -66,6 +68,8 @@ PYBIND11_MODULE(_C, m) {
         "Bytes of CPU scratch kept in the pool between calls.");
   m.def("_trim_cpu_scratch", []() { return maskattn::cpu::trim_scratch(); },
         "Frees the pooled CPU scratch; returns the bytes freed.");
+  m.def("_amx_emulated_tile_products", []() { return maskattn::cpu::amx_emulated_tile_products(); },
+        "Tests: tile products the emulated AMX kernel executed (0 in a normal build).");
   m.def("_use_avx2_bf16_pairs", [](bool on) { maskattn::cpu::use_avx2_bf16_pairs(on); },
         "Tests: on the avx2 path, run bf16 attention through the k-pair operand layouts.");
   m.def("_bf16_self_check", [](const std::string& name) {

@@ -5,8 +5,10 @@
 #include <cpuid.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #if defined(__linux__)
@@ -37,16 +39,23 @@ uint64_t xcr0() {
   return ((uint64_t)hi << 32) | lo;
 }
 
-// Linux grants AMX tile data per process on request (arch_prctl ARCH_REQ_XCOMP_PERM).
-bool request_amx_permission() {
+// Linux grants AMX tile data per process on request (arch_prctl ARCH_REQ_XCOMP_PERM). Returns an
+// empty string when granted, else why not (kept for build_info: a refusal is otherwise silent).
+std::string request_amx_permission() {
 #if defined(__linux__) && defined(SYS_arch_prctl)
   constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) {
+    const int err = errno;
+    std::string why = std::string("Linux refused the AMX tile permission (arch_prctl: ") + std::strerror(err) + ")";
+    if (err == EBUSY) why += ": a thread's alternate signal stack is too small for the tile state";
+    return why;
+  }
   unsigned long granted = 0;
-  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &granted) != 0) return false;
-  return (granted >> kXfeatureXtiledata) & 1ul;
+  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &granted) != 0 || !((granted >> kXfeatureXtiledata) & 1ul))
+    return "Linux did not report the AMX tile permission as granted";
+  return "";
 #else
-  return false;
+  return "AMX tile permission is requested on Linux only";
 #endif
 }
 
@@ -67,8 +76,22 @@ CpuFeatures detect() {
   f.avx512_bf16 = f.avx512 && bit(l7s1.a, 5);
   f.avx512_fp16 = f.avx512 && bit(l7.d, 23);
   const bool amx_hw = f.avx512 && bit(l7.d, 24) && bit(l7.d, 22);  // AMX-TILE, AMX-BF16
-  f.amx_bf16 = amx_hw && os_tile && request_amx_permission();
+  if (!amx_hw) {
+    f.amx_status = "no AMX-TILE/AMX-BF16 (with AVX-512) on this CPU";
+  } else if (!os_tile) {
+    f.amx_status = "the OS does not enable the AMX tile state (XCR0)";
+  } else {
+    const std::string refused = request_amx_permission();
+    f.amx_bf16 = refused.empty();
+    f.amx_status = f.amx_bf16 ? "tiles granted" : refused;
+  }
   f.amx_fp16 = f.amx_bf16 && bit(l7s1.a, 21);
+  if (amx_emulated()) {
+    // test build: software tiles (amx_emulation.h) beside the AVX512-BF16 code the AMX path also runs
+    f.amx_bf16 = f.avx512_bf16;
+    f.amx_fp16 = false;
+    f.amx_status = f.amx_bf16 ? "emulated in software (a test build)" : "emulated build, but no AVX512-BF16 here";
+  }
   return f;
 }
 

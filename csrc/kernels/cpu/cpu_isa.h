@@ -25,6 +25,7 @@ struct CpuFeatures {
   bool avx512_fp16 = false;  // AVX512_FP16 (reported only: its products accumulate in fp16)
   bool amx_bf16 = false;     // AMX-TILE + AMX-BF16, OS tile state and Linux permission granted
   bool amx_fp16 = false;     // AMX-FP16 on top of amx_bf16
+  std::string amx_status;    // why AMX is or is not usable (cpuid, XCR0, Linux's permission)
 };
 
 // What this CPU and OS support (detected once).

@@ -20,7 +20,9 @@ const CpuKernels& cpu_kernels() {
   static const CpuKernels avx512{CpuIsa::Avx512, gemm_f32_avx512, "avx512f", nullptr, nullptr, nullptr, nullptr};
   static const CpuKernels avx512bf16{CpuIsa::Avx512Bf16, gemm_f32_avx512, "avx512f", gemm_bf16_avx512,
                                      "avx512_bf16 (vdpbf16ps)", nullptr, nullptr};
-  static const CpuKernels amx{CpuIsa::Amx, gemm_f32_avx512, "avx512f", gemm_bf16_amx, "amx-bf16 (tdpbf16ps)",
+  static const CpuKernels amx{CpuIsa::Amx, gemm_f32_avx512, "avx512f", gemm_bf16_amx,
+                              amx_emulated() ? "amx-bf16 (tdpbf16ps emulated in software: a test build)"
+                                             : "amx-bf16 (tdpbf16ps)",
                               amx_tiles_begin, amx_tiles_end};
   switch (selected_cpu_isa()) {
     case CpuIsa::Avx512: return avx512;

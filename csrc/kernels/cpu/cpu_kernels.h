@@ -95,6 +95,10 @@ void gemm_bf16_avx512(const GemmBf16Args& g);
 void gemm_bf16_amx(const GemmBf16Args& g);
 void amx_tiles_begin();
 void amx_tiles_end();
+// A test build (MASKATTN_EMULATE_AMX) runs the AMX kernel's tile instructions in software
+// (amx_emulation.h); the count of tile products it executed proves that kernel ran.
+bool amx_emulated();
+int64_t amx_emulated_tile_products();
 
 }  // namespace cpu
 }  // namespace maskattn

@@ -11,6 +11,10 @@
 
 #include "cpu_kernels.h"
 
+#if defined(MASKATTN_EMULATE_AMX)
+#include "amx_emulation.h"  // test build: the tile instructions in software
+#endif
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,amx-tile,amx-bf16")
 
@@ -81,6 +85,22 @@ inline void amx_block(const GemmBf16Args& g, int64_t r0, int64_t c0, float* tmp)
 }
 
 }  // namespace
+
+bool amx_emulated() {
+#if defined(MASKATTN_EMULATE_AMX)
+  return true;
+#else
+  return false;
+#endif
+}
+
+int64_t amx_emulated_tile_products() {
+#if defined(MASKATTN_EMULATE_AMX)
+  return amx_emulation::tile_products().load();
+#else
+  return 0;
+#endif
+}
 
 void amx_tiles_begin() {
   load_tile_config();

@@ -85,6 +85,7 @@ def build_report(rows: List[dict], devices: List[torch.device], tests: Optional[
         "threads": torch.get_num_threads(),
         "cpu_isa": info.get("cpu_isa"),
         "cpu_isa_supported": info.get("cpu_isa_supported"),
+        "cpu_amx": info.get("cpu_amx"),
         "cpu_kernels": info.get("cpu_kernels"),
         "cpu_arch": info.get("cpu_arch"),
         "torch_cpu_capability": torch_cpu_capability(),
