@@ -43,7 +43,10 @@ def test_attention_on_every_path(cpu_path, dtype):
     for lq, lk, d, dv, kw in [(150, 150, 64, 64, {"causal": True, "k_lengths": torch.tensor([150, 71])}),
                               (70, 211, 80, 48, {"mask": torch.rand(b, 1, 70, 211) > 0.3}),
                               (3, 300, 128, 128, {"align": "bottom_right", "causal": True}),
-                              (97, 97, 40, 24, {})]:
+                              (97, 97, 40, 24, {}),
+                              # row halves of partial tiles over their own keys: a half with none, one
+                              # starting mid-tile (left window edge), one ending mid-tile (causal edge)
+                              (200, 230, 64, 32, {"window": (10, 0), "align": "bottom_right"})]:
         q, k, v = qkv(b, h, hkv, lq, lk, d, dv, "cpu", dtype)
         check_against_reference(q, k, v, f"{cpu_path} {dtype} {lq}x{lk} d={d}", **kw)
 

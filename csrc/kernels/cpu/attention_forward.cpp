@@ -25,8 +25,26 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// A Partial tile of more rows than this is multiplied in row halves when the tile classifier finds
+// a half's keys narrower (causal diagonal tiles: the first half sees only the first half's keys).
+constexpr int64_t kSplitRows = 32;
+
+// Key columns [lo, hi) of a tile that some rows may attend (multiples of 16; lo == hi: none).
+struct ColumnExtent {
+  int64_t lo = 0, hi = 0;
+};
+
+// How the rows of one tile are multiplied: whole (halves == 1, every column), or in two row
+// halves per head, each over its own columns (the rest of its scores are -inf, probabilities 0).
+struct TileColumns {
+  int64_t cols = 0;  // columns of S: the tile's keys rounded up to 16
+  int halves = 1;
+  ColumnExtent half[2];
+};
+
 // Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
-// products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero).
+// products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero; and
+// kSplitRows more, so a row half's product may read 32 rows from its start).
 struct ForwardScratch {
   FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16, log_sum;
   ForwardScratch(const AttentionGeometry& g, int64_t rows, bool pairs)
@@ -38,8 +56,8 @@ struct ForwardScratch {
         alpha(round_up16(rows)),
         lse(rows),
         bias(2 * kBlockK),
-        q16(pairs ? round_up32(rows) * round_up32(g.d) / 2 : 1),
-        p16(pairs ? round_up32(rows) * kBlockK / 2 : 1),
+        q16(pairs ? (round_up32(rows) + kSplitRows) * round_up32(g.d) / 2 : 1),
+        p16(pairs ? (round_up32(rows) + kSplitRows) * kBlockK / 2 : 1),
         log_sum(rows) {}
   uint16_t* q_bf16() const { return reinterpret_cast<uint16_t*>(q16.get()); }
   uint16_t* p_bf16() const { return reinterpret_cast<uint16_t*>(p16.get()); }
@@ -72,38 +90,106 @@ struct ForwardItem {
   int64_t head(int64_t hh) const { return hk * g.group + hh; }
   int64_t out_row(int64_t hh) const { return (b * g.heads + head(hh)) * g.q_len + i0(); }  // in out, lse, weights
 
-  // S (stacked rows x cols) = (scale q) k^T for key tile kt, masked when the tile is Partial.
-  void scores(int64_t kt, TileState state, int64_t* cols) const {
-    const int64_t n = g.keys_in(kt);
-    *cols = round_up16(n);
-    if (keys.pairs) {
-      cpu_kernels().gemm_bf16({stacked(), *cols, keys.d_pad32, w.q_bf16(), keys.d_pad32, keys.k_pairs_tile(b, hk, kt),
-                               2 * kBlockK, w.s.get(), kBlockK, GemmInto::Overwrite, nullptr, (float)p.scale});
-    } else {
-      gemm_tile(stacked(), *cols, g.d, GemmA{w.q.get(), g.d, 1}, keys.k_t_tile(b, hk, kt), kBlockK, w.s.get(),
-                kBlockK, GemmInto::Overwrite);
-    }
-    // a Full last tile may still have padding lanes past k_len to drop
-    if (state == TileState::Partial || *cols != n)
-      for (int64_t hh = 0; hh < g.group; ++hh)
-        mask_score_tile(p.mask, b, head(hh), i0(), rows, kt * kBlockK, *cols, g.k_len, w.s.get() + hh * rows * kBlockK,
-                        kBlockK, w.bias.get());
+  // Row r0.. of head hh's rows in the stacked tile.
+  int64_t stacked_row(int64_t hh, int64_t r0) const { return hh * rows + r0; }
+  int64_t half_begin(int h) const { return h == 0 ? 0 : kSplitRows; }
+  int64_t half_end(int h) const { return h == 0 ? kSplitRows : rows; }
+
+  // Columns of key tile kt that rows [r0, r1) may attend, from the tile classifier on 16-key chunks.
+  ColumnExtent live_columns(int64_t kt, int64_t r0, int64_t r1, int64_t cols) const {
+    const int64_t j0 = kt * kBlockK;
+    ColumnExtent e{cols, 0};
+    for (int64_t c = 0; c < cols; c += kLanes)
+      if (p.mask.classify_tile(b, i0() + r0, i0() + r1, j0 + c, j0 + c + kLanes) != TileState::Empty) {
+        e.lo = std::min(e.lo, c);
+        e.hi = c + kLanes;
+      }
+    return e.lo < e.hi ? e : ColumnExtent{};
   }
 
-  // out = alpha * out + P V over the live keys of tile kt (P: the tile's probabilities in s).
-  void accumulate_pv(int64_t kt, int64_t cols) const {
-    const int64_t n_rows = stacked();
+  TileColumns columns_of(int64_t kt, TileState state) const {
+    TileColumns t;
+    t.cols = round_up16(g.keys_in(kt));
+    if (state != TileState::Partial || rows <= kSplitRows) return t;
+    const ColumnExtent first = live_columns(kt, 0, kSplitRows, t.cols);
+    const ColumnExtent second = live_columns(kt, kSplitRows, rows, t.cols);
+    const int64_t whole = t.cols;
+    if (first.hi - first.lo == whole && second.hi - second.lo == whole) return t;  // nothing to save
+    t.halves = 2;
+    t.half[0] = first;
+    t.half[1] = second;
+    return t;
+  }
+
+  // S rows [row0, row0 + m) over columns [lo, hi) = (scale q) k^T.
+  void score_rows(int64_t kt, int64_t row0, int64_t m, ColumnExtent e) const {
+    float* c = w.s.get() + row0 * kBlockK + e.lo;
     if (keys.pairs) {
-      round_rows_to_bf16(w.s.get(), n_rows, cols, kBlockK, w.p_bf16(), kBlockK);
-      cpu_kernels().gemm_bf16({n_rows, g.dv_pad, kBlockK, w.p_bf16(), kBlockK, keys.v_pairs_tile(b, hk, kt),
-                               2 * g.dv_pad, w.out.get(), g.dv_pad, GemmInto::ScaleRowsAccumulate, w.alpha.get(),
-                               1.f});
+      const int64_t ld = keys.d_pad32;
+      cpu_kernels().gemm_bf16({m, e.hi - e.lo, ld, w.q_bf16() + row0 * ld, ld, keys.k_pairs_tile(b, hk, kt) + 2 * e.lo,
+                               2 * kBlockK, c, kBlockK, GemmInto::Overwrite, nullptr, (float)p.scale});
+    } else {
+      gemm_tile(m, e.hi - e.lo, g.d, GemmA{w.q.get() + row0 * g.d, g.d, 1}, keys.k_t_tile(b, hk, kt) + e.lo, kBlockK,
+                c, kBlockK, GemmInto::Overwrite);
+    }
+  }
+
+  // S (stacked rows x cols) = (scale q) k^T for key tile kt, masked when the tile is Partial;
+  // columns a row half cannot attend are -inf without being multiplied.
+  TileColumns scores(int64_t kt, TileState state) const {
+    const TileColumns t = columns_of(kt, state);
+    if (t.halves == 1) {
+      score_rows(kt, 0, stacked(), ColumnExtent{0, t.cols});
+    } else {
+      const float neg_inf = -std::numeric_limits<float>::infinity();
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row0 = stacked_row(hh, half_begin(h)), m = half_end(h) - half_begin(h);
+          const ColumnExtent e = t.half[h];
+          if (e.hi > e.lo) score_rows(kt, row0, m, e);
+          for (int64_t r = row0; r < row0 + m; ++r) {
+            float* row = w.s.get() + r * kBlockK;
+            std::fill(row, row + e.lo, neg_inf);
+            std::fill(row + e.hi, row + t.cols, neg_inf);
+          }
+        }
+    }
+    // a Full last tile may still have padding lanes past k_len to drop
+    if (state == TileState::Partial || t.cols != g.keys_in(kt))
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        mask_score_tile(p.mask, b, head(hh), i0(), rows, kt * kBlockK, t.cols, g.k_len,
+                        w.s.get() + hh * rows * kBlockK, kBlockK, w.bias.get());
+    return t;
+  }
+
+  // out rows [row0, row0 + m) = alpha * out + P V over keys [lo, hi) of tile kt.
+  void pv_rows(int64_t kt, int64_t row0, int64_t m, ColumnExtent e) const {
+    float* out = w.out.get() + row0 * g.dv_pad;
+    const float* alpha = w.alpha.get() + row0;
+    if (keys.pairs) {  // bf16 products take depth in steps of 32 (probabilities past hi are 0)
+      const int64_t lo = e.lo / 32 * 32, hi = std::min(round_up32(e.hi), kBlockK);
+      cpu_kernels().gemm_bf16({m, g.dv_pad, hi - lo, w.p_bf16() + row0 * kBlockK + lo, kBlockK,
+                               keys.v_pairs_tile(b, hk, kt) + lo * g.dv_pad, 2 * g.dv_pad, out, g.dv_pad,
+                               GemmInto::ScaleRowsAccumulate, alpha, 1.f});
       return;
     }
     int64_t ldv;
     const float* v = keys.v_rows(b, hk, kt, &ldv);
-    gemm_tile(n_rows, g.dv_pad, g.live_keys_in(p.mask, b, kt), GemmA{w.s.get(), kBlockK, 1}, v, ldv, w.out.get(),
-              g.dv_pad, GemmInto::ScaleRowsAccumulate, w.alpha.get());
+    const int64_t hi = std::min(e.hi, g.live_keys_in(p.mask, b, kt));  // V past k_len is never read
+    if (hi <= e.lo) return;
+    gemm_tile(m, g.dv_pad, hi - e.lo, GemmA{w.s.get() + row0 * kBlockK + e.lo, kBlockK, 1}, v + e.lo * ldv, ldv, out,
+              g.dv_pad, GemmInto::ScaleRowsAccumulate, alpha);
+  }
+
+  // out = alpha * out + P V over the live keys of tile kt (P: the tile's probabilities in s). A row
+  // half with no live column has alpha 1 (its max did not move), so it is skipped.
+  void accumulate_pv(int64_t kt, const TileColumns& t) const {
+    if (keys.pairs) round_rows_to_bf16(w.s.get(), stacked(), t.cols, kBlockK, w.p_bf16(), kBlockK);
+    if (t.halves == 1) return pv_rows(kt, 0, stacked(), ColumnExtent{0, t.cols});
+    for (int64_t hh = 0; hh < g.group; ++hh)
+      for (int h = 0; h < 2; ++h)
+        if (t.half[h].hi > t.half[h].lo)
+          pv_rows(kt, stacked_row(hh, half_begin(h)), half_end(h) - half_begin(h), t.half[h]);
   }
 
   void run(const TileSpan& span) const {
@@ -128,7 +214,7 @@ struct ForwardItem {
       // bf16 rows as they are (the scale goes on S), zero past d, past the live rows and to 32 rows
       const int64_t ld = keys.d_pad32;
       uint16_t* q16 = w.q_bf16();
-      std::fill(q16, q16 + round_up32(stacked()) * ld, (uint16_t)0);
+      std::fill(q16, q16 + (round_up32(stacked()) + kSplitRows) * ld, (uint16_t)0);
       for (int64_t hh = 0; hh < g.group; ++hh)
         for (int64_t r = 0; r < live; ++r)
           std::memcpy(q16 + (hh * rows + r) * ld,
@@ -157,14 +243,13 @@ struct ForwardItem {
     for (int64_t kt = span.first; kt <= span.last; ++kt) {
       const TileState state = tile_state(p.mask, g, b, qt, kt);
       if (state == TileState::Empty) continue;
-      int64_t cols;
-      scores(kt, state, &cols);
-      online_softmax_tile(n_rows, cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
+      const TileColumns t = scores(kt, state);
+      online_softmax_tile(n_rows, t.cols, w.s.get(), kBlockK, m, l16, w.alpha.get());
       if (p.dropout.enabled)  // after the row sums: they, lse and the weights stay undropped
         for (int64_t hh = 0; hh < g.group; ++hh)
           dropout_tile(p.dropout, b, head(hh), i0(), rows, kt * kBlockK, g.keys_in(kt), 1.f,
                        w.s.get() + hh * rows * kBlockK, kBlockK);
-      accumulate_pv(kt, cols);
+      accumulate_pv(kt, t);
     }
     for (int64_t hh = 0; hh < g.group; ++hh)
       for (int64_t r = 0; r < rows; ++r) {
@@ -197,9 +282,8 @@ struct ForwardItem {
       const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
       const TileState state = kt < span.first || kt > span.last ? TileState::Empty : tile_state(p.mask, g, b, qt, kt);
       if (state != TileState::Empty) {
-        int64_t cols;
-        scores(kt, state, &cols);
-        probabilities_from_stats(stacked(), cols, w.s.get(), kBlockK, w.row_max.get(), w.log_sum.get());
+        const TileColumns t = scores(kt, state);
+        probabilities_from_stats(stacked(), t.cols, w.s.get(), kBlockK, w.row_max.get(), w.log_sum.get());
       }
       for (int64_t hh = 0; hh < g.group; ++hh)
         for (int64_t r = 0; r < rows; ++r) {
