@@ -25,8 +25,9 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// A Partial tile of more rows than this is multiplied in row halves when the tile classifier finds
-// a half's keys narrower (causal diagonal tiles: the first half sees only the first half's keys).
+// Rows of a Partial tile are multiplied in parts of at most this many, each over the key columns
+// the tile classifier leaves live for it (causal diagonal tiles: the first 32 rows see only the
+// first 32 keys; with GQA a 32-row tile may see half its key tile).
 constexpr int64_t kSplitRows = 32;
 
 // Key columns [lo, hi) of a tile that some rows may attend (multiples of 16; lo == hi: none).
@@ -34,17 +35,18 @@ struct ColumnExtent {
   int64_t lo = 0, hi = 0;
 };
 
-// How the rows of one tile are multiplied: whole (halves == 1, every column), or in two row
-// halves per head, each over its own columns (the rest of its scores are -inf, probabilities 0).
+// How the rows of one tile are multiplied: whole (parts == 0: every row over every column), or
+// per head in row parts [part_begin(k), part_end(k)), each over its own columns (the rest of its
+// scores are -inf, its probabilities 0).
 struct TileColumns {
   int64_t cols = 0;  // columns of S: the tile's keys rounded up to 16
-  int halves = 1;
-  ColumnExtent half[2];
+  int parts = 0;
+  ColumnExtent extent[2];
 };
 
 // Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
 // products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero; and
-// kSplitRows more, so a row half's product may read 32 rows from its start).
+// kSplitRows more, so a row part's product may read 32 rows from its start).
 struct ForwardScratch {
   FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16, log_sum;
   ForwardScratch(const AttentionGeometry& g, int64_t rows, bool pairs)
@@ -92,8 +94,8 @@ struct ForwardItem {
 
   // Row r0.. of head hh's rows in the stacked tile.
   int64_t stacked_row(int64_t hh, int64_t r0) const { return hh * rows + r0; }
-  int64_t half_begin(int h) const { return h == 0 ? 0 : kSplitRows; }
-  int64_t half_end(int h) const { return h == 0 ? kSplitRows : rows; }
+  int64_t part_begin(int k) const { return k * kSplitRows; }
+  int64_t part_end(int k) const { return std::min(rows, (k + 1) * kSplitRows); }
 
   // Columns of key tile kt that rows [r0, r1) may attend, from the tile classifier on 16-key chunks.
   ColumnExtent live_columns(int64_t kt, int64_t r0, int64_t r1, int64_t cols) const {
@@ -110,14 +112,14 @@ struct ForwardItem {
   TileColumns columns_of(int64_t kt, TileState state) const {
     TileColumns t;
     t.cols = round_up16(g.keys_in(kt));
-    if (state != TileState::Partial || rows <= kSplitRows) return t;
-    const ColumnExtent first = live_columns(kt, 0, kSplitRows, t.cols);
-    const ColumnExtent second = live_columns(kt, kSplitRows, rows, t.cols);
-    const int64_t whole = t.cols;
-    if (first.hi - first.lo == whole && second.hi - second.lo == whole) return t;  // nothing to save
-    t.halves = 2;
-    t.half[0] = first;
-    t.half[1] = second;
+    if (state != TileState::Partial) return t;
+    const int parts = rows > kSplitRows ? 2 : 1;
+    bool narrower = false;
+    for (int k = 0; k < parts; ++k) {
+      t.extent[k] = live_columns(kt, part_begin(k), part_end(k), t.cols);
+      narrower |= t.extent[k].hi - t.extent[k].lo < t.cols;
+    }
+    if (narrower) t.parts = parts;  // else nothing to save: one product over the whole tile
     return t;
   }
 
@@ -135,17 +137,17 @@ struct ForwardItem {
   }
 
   // S (stacked rows x cols) = (scale q) k^T for key tile kt, masked when the tile is Partial;
-  // columns a row half cannot attend are -inf without being multiplied.
+  // columns a row part cannot attend are -inf without being multiplied.
   TileColumns scores(int64_t kt, TileState state) const {
     const TileColumns t = columns_of(kt, state);
-    if (t.halves == 1) {
+    if (t.parts == 0) {
       score_rows(kt, 0, stacked(), ColumnExtent{0, t.cols});
     } else {
       const float neg_inf = -std::numeric_limits<float>::infinity();
       for (int64_t hh = 0; hh < g.group; ++hh)
-        for (int h = 0; h < 2; ++h) {
-          const int64_t row0 = stacked_row(hh, half_begin(h)), m = half_end(h) - half_begin(h);
-          const ColumnExtent e = t.half[h];
+        for (int k = 0; k < t.parts; ++k) {
+          const int64_t row0 = stacked_row(hh, part_begin(k)), m = part_end(k) - part_begin(k);
+          const ColumnExtent e = t.extent[k];
           if (e.hi > e.lo) score_rows(kt, row0, m, e);
           for (int64_t r = row0; r < row0 + m; ++r) {
             float* row = w.s.get() + r * kBlockK;
@@ -182,14 +184,14 @@ struct ForwardItem {
   }
 
   // out = alpha * out + P V over the live keys of tile kt (P: the tile's probabilities in s). A row
-  // half with no live column has alpha 1 (its max did not move), so it is skipped.
+  // part with no live column has alpha 1 (its max did not move), so it is skipped.
   void accumulate_pv(int64_t kt, const TileColumns& t) const {
     if (keys.pairs) round_rows_to_bf16(w.s.get(), stacked(), t.cols, kBlockK, w.p_bf16(), kBlockK);
-    if (t.halves == 1) return pv_rows(kt, 0, stacked(), ColumnExtent{0, t.cols});
+    if (t.parts == 0) return pv_rows(kt, 0, stacked(), ColumnExtent{0, t.cols});
     for (int64_t hh = 0; hh < g.group; ++hh)
-      for (int h = 0; h < 2; ++h)
-        if (t.half[h].hi > t.half[h].lo)
-          pv_rows(kt, stacked_row(hh, half_begin(h)), half_end(h) - half_begin(h), t.half[h]);
+      for (int k = 0; k < t.parts; ++k)
+        if (t.extent[k].hi > t.extent[k].lo)
+          pv_rows(kt, stacked_row(hh, part_begin(k)), part_end(k) - part_begin(k), t.extent[k]);
   }
 
   void run(const TileSpan& span) const {
