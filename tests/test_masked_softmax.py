@@ -253,3 +253,22 @@ def test_nan_score_is_never_silent(device):
         # a NaN the mask removes is not seen, as with masked_fill before softmax
         got = ma.masked_softmax(x, k_lengths=torch.tensor([20, 20, 19, 20], device=device))
         assert torch.isnan(got[1, 2]).any() and not torch.isnan(got[2]).any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_huge_scale_rounds_the_product_before_the_mask(device):
+    """x * scale is rounded before an additive mask joins it, as in torch's `x * scale + mask`: at
+    scale 1e20 integer logits that tie stay tied whatever a mask of ~1 adds (a fused multiply-add
+    rounds once, and where 7 * 1e20 falls on a rounding midpoint the mask would pick a winner)."""
+    x = torch.tensor([[7.0, 7.0, 3.0, -6.0], [8.0, 1.0, 8.0, 8.0]], device=device)
+    mask = torch.tensor([0.873, -2.101, 0.5, 1.0], device=device)
+    got = ma.masked_softmax(x, mask, scale=1e20)
+    torch.testing.assert_close(got.cpu(), torch.tensor([[0.5, 0.5, 0.0, 0.0], [1 / 3, 0.0, 1 / 3, 1 / 3]]),
+                               rtol=0, atol=1e-7)
+    # fresh draws: small integers (many ties), random masks, huge scales
+    for scale in (1e20, -3e19, 1e10):
+        x = torch.randint(-8, 9, (6, 5, 40), device=device).float()
+        mask = torch.randn(5, 40, device=device) * 2
+        got = ma.masked_softmax(x, mask, scale=scale, causal=True)
+        want = torch_same_precision(x, mask, scale, causal=True)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6, msg=f"scale {scale}")

@@ -68,7 +68,10 @@ def reference_masked_softmax(scores: torch.Tensor, mask=None, *, scale: float = 
         m4 = mask.expand(shape).reshape(b, h, shape[-2], shape[-1])
     ok = reference_allowed(b, h, shape[-2], shape[-1], causal=causal, align=align, window=window,
                            k_lengths=k_lengths, key_mask=key_mask, segments=segments, mask=m4, device=x.device)
-    s = x4 * scale
+    # softmax is unchanged by a constant per row: x less its row max, then scaled, keeps a mask's
+    # values visible at huge scales (at 1e20, x * scale swamps a mask of 1 even in float64)
+    shift = _row_max(x4.detach().masked_fill(~ok, float("-inf")))
+    s = (x4 - torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))) * scale
     add = _additive(m4, x.device)
     if add is not None:
         s = s + add
@@ -104,6 +107,11 @@ def reference_attention(q, k, v, *, mask=None, causal=False, align="top_left", w
                            k_lengths=k_lengths, key_mask=key_mask, segments=segments, mask=m4, device=q.device)
     s = (qd @ kd.transpose(-1, -2)) * scale
     add = _additive(m4, q.device)
+    if scores_dtype is not None:
+        # as a kernel: the scaled product and the mask each held in scores_dtype, added there once
+        # (with a mask of 1e7 one rounding of the sum moves a score by 0.5: the order decides it)
+        s = s.to(scores_dtype).to(dt)
+        add = None if add is None else add.to(scores_dtype).to(dt)
     if add is not None:
         s = s + add.to(dt)
     s = s.masked_fill(~ok, float("-inf"))

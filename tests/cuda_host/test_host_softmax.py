@@ -90,3 +90,11 @@ def test_fully_masked_rows_are_zero_with_zero_grad(on_host, dtype):
     assert y[1].abs().max() == 0 and y[:, :, 2].abs().max() == 0
     (g,) = torch.autograd.grad(y, x, torch.randn_like(y))
     assert not torch.isnan(g).any()
+
+
+def test_huge_scale_rounds_the_product_before_the_mask(on_host):
+    """The CUDA forward rounds x * scale before the additive mask joins it (__fmul_rn, __fadd_rn), as
+    torch does: tied logits at scale 1e20 stay tied (the CPU test of the same name, on the kernels)."""
+    from test_masked_softmax import test_huge_scale_rounds_the_product_before_the_mask as same_checks
+    same_checks("cpu")
+    assert any(n.startswith("softmax_fwd_") for n in launched(on_host))

@@ -41,7 +41,10 @@ void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRa
       float* bj = bias.data();
       float* sj = s + j;
       elementwise_row_bias(m, b, h, i, j, 0, n, bj);
-      for (int64_t c = 0; c < n; ++c) sj[c] = bj[c] == neg_inf ? neg_inf : sj[c] * scale + bj[c];
+      // the product rounded (stored) before the mask joins it, as torch's x * scale + mask: a
+      // fused multiply-add would let a mask of ~1 break ties that torch keeps at scales near 1e20
+      row_scale(sj, n, scale);
+      for (int64_t c = 0; c < n; ++c) sj[c] = bj[c] == neg_inf ? neg_inf : sj[c] + bj[c];
     }
     j = e;
   }
@@ -101,7 +104,7 @@ void softmax_row_double(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int6
   double mx = -INFINITY;
   for (int64_t j = 0; j < p.k_len; ++j) {
     const bool ok = j >= range.begin && j < range.end && m.allowed_in_range(b, h, i, j);
-    y[j] = ok ? x[j] * p.scale + m.additive_f64(b, h, i, j) : -INFINITY;
+    y[j] = ok ? rounded_product(x[j], p.scale) + m.additive_f64(b, h, i, j) : -INFINITY;
     mx = y[j] > mx || y[j] != y[j] ? y[j] : mx;  // a NaN logit makes the max, and the row, NaN
   }
   const bool live = !(mx == -INFINITY);

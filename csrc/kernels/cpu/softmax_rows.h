@@ -23,6 +23,13 @@ struct MaxOrNan {
   }
 };
 
+// a * b rounded to its type, never fused with a following add (the compiler may contract one).
+inline double rounded_product(double a, double b) {
+  double r = a * b;
+  __asm__("" : "+x"(r));
+  return r;
+}
+
 // dst[j] = scale * x[j] (dst may alias x); returns their max (NaN if one is NaN). Scaling first
 // keeps masked lanes -inf whatever the sign of scale, and the exp pass then subtracts the max from
 // the very values it was taken over: the largest logit gives exp(0) = 1 exactly, never a fused

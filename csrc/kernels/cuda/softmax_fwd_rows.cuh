@@ -58,7 +58,9 @@ __device__ __forceinline__ void to_logits(float (&v)[kV], int64_t j0, const FwdR
   for (int k = 0; k < kV; ++k) {
     const int64_t j = j0 + k;
     const bool ok = j >= r.begin && j < r.end && mask.allowed_in_range(r.b, r.h, r.i, j);
-    v[k] = ok ? v[k] * plan.scale + mask.additive(r.b, r.h, r.i, j) : -INFINITY;
+    // the product rounded before the mask joins it, as torch's x * scale + mask (a fused
+    // multiply-add would let a mask of ~1 break ties that torch keeps at scales near 1e20)
+    v[k] = ok ? __fadd_rn(__fmul_rn(v[k], plan.scale), mask.additive(r.b, r.h, r.i, j)) : -INFINITY;
   }
 }
 

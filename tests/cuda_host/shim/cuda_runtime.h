@@ -180,6 +180,18 @@ inline unsigned int __float_as_uint(float f) {
   return u;
 }
 
+// Rounded as the device rounds them, never contracted into a fused multiply-add by the host compiler.
+inline float __fmul_rn(float a, float b) {
+  float r = a * b;
+  __asm__("" : "+x"(r));
+  return r;
+}
+inline float __fadd_rn(float a, float b) {
+  float r = a + b;
+  __asm__("" : "+x"(r));
+  return r;
+}
+
 inline size_t __cvta_generic_to_shared(const void* p) { return cuda_host::shared_address(p); }
 
 // ---- runtime API ----
