@@ -92,6 +92,37 @@ def test_bf16_pair_layouts_on_avx2():
         _C._set_cpu_isa(before)
 
 
+@pytest.mark.parametrize("pairs_path", ["avx2 pairs", "avx512bf16", "amx"])
+def test_bf16_key_packing_every_layout(pairs_path):
+    """K and V packed into bf16 k-pairs (8x8 word transposes and row interleaves, scalar edges): odd
+    key counts, head sizes off 16 and odd, rows off 4-byte alignment, keys strided through memory."""
+    name = "avx2" if pairs_path == "avx2 pairs" else pairs_path
+    if name not in SUPPORTED:
+        pytest.skip(f"this CPU does not support the {name} path")
+    before = ma.build_info()["cpu_isa"]
+    _C._set_cpu_isa(name)
+    _C._use_avx2_bf16_pairs(pairs_path == "avx2 pairs")
+    try:
+        assert not ma.build_info()["cpu_kernels"]["attention bfloat16 products"].startswith("bf16 widened")
+        for lk, d, dv, layout in [(77, 48, 40, "contiguous"), (129, 33, 17, "off alignment"),
+                                  (64, 130, 64, "keys strided"), (9, 16, 18, "off alignment")]:
+            q = torch.randn(2, 4, 50, d).bfloat16()
+            if layout == "off alignment":  # one element into the storage: rows start 2 bytes off
+                k = torch.randn(2 * 2 * lk * d + 1).bfloat16()[1:].view(2, 2, lk, d)
+                v = torch.randn(2 * 2 * lk * dv + 1).bfloat16()[1:].view(2, 2, lk, dv)
+            elif layout == "keys strided":  # (B, L, H, D) memory seen as (B, H, L, D)
+                k = torch.randn(2, lk, 2, d).bfloat16().transpose(1, 2)
+                v = torch.randn(2, lk, 2, dv).bfloat16().transpose(1, 2)
+            else:
+                k, v = torch.randn(2, 2, lk, d).bfloat16(), torch.randn(2, 2, lk, dv).bfloat16()
+            q, k, v = (t.requires_grad_() for t in (q, k, v))
+            check_against_reference(q, k, v, f"{pairs_path} {layout} lk={lk} d={d} dv={dv}",
+                                    causal=True, align="bottom_right")
+    finally:
+        _C._use_avx2_bf16_pairs(False)
+        _C._set_cpu_isa(before)
+
+
 @pytest.mark.parametrize("cpu_path", PATHS, indirect=True)
 def test_masked_softmax_on_every_path(cpu_path):
     x = torch.randn(2, 3, 37, 300) * 2
