@@ -2,8 +2,13 @@
 // and which CPU paths run; _set_cpu_isa() switches the CPU path (tests, benchmarks).
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstring>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
+#include "../kernels/cpu/attention_rows.h"
 #include "../kernels/cpu/cpu_kernels.h"
 #include "../kernels/cpu/gemm_self_check.h"
 #include "../kernels/cpu/scratch_pool.h"
@@ -70,6 +75,23 @@ PYBIND11_MODULE(_C, m) {
         "Frees the pooled CPU scratch; returns the bytes freed.");
   m.def("_amx_emulated_tile_products", []() { return maskattn::cpu::amx_emulated_tile_products(); },
         "Tests: tile products the emulated AMX kernel executed (0 in a normal build).");
+  m.def("_round_floats", [](const py::bytes& data, const std::string& kind, int64_t row) {
+    using namespace maskattn;
+    const std::string in = data;
+    const ScalarKind k = kind == "float16" ? ScalarKind::Float16 : ScalarKind::BFloat16;
+    if ((kind != "float16" && kind != "bfloat16") || in.size() % 4 != 0 || row < 1)
+      throw std::invalid_argument("maskattn: _round_floats takes float32 bytes, float16 or bfloat16, row >= 1");
+    const int64_t n = (int64_t)in.size() / 4;
+    std::vector<float> src((size_t)n);
+    std::memcpy(src.data(), in.data(), in.size());
+    std::string out((size_t)n * 2, '\0');
+    for (int64_t i = 0; i < n; i += row)  // in rows, so both the vector body and the tail run
+      cpu::store_row(k, src.data() + i, std::min(row, n - i), 1.f, &out[0], i);
+    std::vector<float> back((size_t)n);
+    for (int64_t i = 0; i < n; i += row) cpu::load_row_f32(k, out.data(), i, std::min(row, n - i), 1.f, &back[i], std::min(row, n - i));
+    return py::make_tuple(py::bytes(out), py::bytes(reinterpret_cast<const char*>(back.data()), back.size() * 4));
+  }, "Tests: float32 bytes rounded to float16/bfloat16 by the CPU kernels' row stores (rows of `row` "
+     "elements), and those widened back by their row loads.");
   m.def("_use_avx2_bf16_pairs", [](bool on) { maskattn::cpu::use_avx2_bf16_pairs(on); },
         "Tests: on the avx2 path, run bf16 attention through the k-pair operand layouts.");
   m.def("_bf16_self_check", [](const std::string& name) {

@@ -4,30 +4,10 @@
 #include <cstring>
 
 #include "../../scalar_kind.h"
-#include "vec16.h"
+#include "convert16.h"
 
 namespace maskattn {
 namespace cpu {
-
-typedef uint16_t u16x8 __attribute__((vector_size(16)));
-
-// IEEE half bits -> float without branches, so a row converts in vector registers: the exponent
-// and mantissa moved into place and scaled by 2^112 (exact for normal and subnormal halves, unless
-// the thread flushes denormal inputs: torch.set_flush_denormal), inf and NaN given the float
-// exponent, then the sign.
-inline float half_bits_to_float_branchless(uint16_t h) {
-  const uint32_t magnitude = (uint32_t)(h & 0x7fffu) << 13;
-  float scaled, special;
-  const uint32_t special_bits = magnitude | 0x7f800000u;
-  std::memcpy(&scaled, &magnitude, sizeof(float));
-  std::memcpy(&special, &special_bits, sizeof(float));
-  float f = (h & 0x7c00u) == 0x7c00u ? special : scaled * 0x1p112f;
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
-  bits |= (uint32_t)(h & 0x8000u) << 16;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 inline float load_element(ScalarKind kind, const void* base, int64_t offset) {
   switch (kind) {
@@ -56,15 +36,8 @@ inline void load_row_f32(ScalarKind kind, const void* base, int64_t offset, int6
     const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
     for (; c < n; ++c) dst[c] = half_bits_to_float_branchless(src[c]) * mul;  // vectorises
   } else if (kind == ScalarKind::BFloat16) {
-    // bf16 is the top half of a float: widen and shift, 16 lanes at a time
     const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
-    for (; c + 8 <= n; c += 8) {
-      u16x8 h;
-      std::memcpy(&h, src + c, sizeof(h));
-      const i32x8 bits = __builtin_convertvector(h, i32x8) << 16;
-      const f32x8 x = (f32x8)bits * mul;
-      std::memcpy(dst + c, &x, sizeof(x));
-    }
+    for (; c + 8 <= n; c += 8) store8(dst + c, bf16x8_to_float(load_u16x8(src + c)) * mul);
   }
   for (; c < n; ++c) dst[c] = load_element(kind, base, offset + c) * mul;
   for (; c < n_pad; ++c) dst[c] = 0.f;
@@ -79,7 +52,15 @@ inline void store_row(ScalarKind kind, const float* src, int64_t n, float mul, v
     for (; c < n; ++c) dst[c] = src[c] * mul;
     return;
   }
-  for (int64_t c = 0; c < n; ++c) store_element(kind, base, offset + c, src[c] * mul);
+  // fp16 / bf16: 8 lanes at a time by the branchless conversions, the tail element by element
+  uint16_t* dst = static_cast<uint16_t*>(base) + offset;
+  int64_t c = 0;
+  if (kind == ScalarKind::Float16) {
+    for (; c + 8 <= n; c += 8) store_u16x8(dst + c, float_to_half_x8(load8(src + c) * mul));
+  } else {
+    for (; c + 8 <= n; c += 8) store_u16x8(dst + c, float_to_bf16x8(load8(src + c) * mul));
+  }
+  for (; c < n; ++c) store_element(kind, base, offset + c, src[c] * mul);
 }
 
 inline void zero_row(ScalarKind kind, void* base, int64_t offset, int64_t n) {

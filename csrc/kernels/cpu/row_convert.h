@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "../../scalar_kind.h"
+#include "attention_rows.h"
 
 namespace maskattn {
 namespace cpu {
@@ -16,14 +17,10 @@ inline void load_row_as_float(ScalarKind kind, const void* base, int64_t offset,
     }
     case ScalarKind::Float16: {
       const uint16_t* s = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t j = 0; j < n; ++j) dst[j] = half_bits_to_float(s[j]);
+      for (int64_t j = 0; j < n; ++j) dst[j] = half_bits_to_float_branchless(s[j]);  // vectorises
       break;
     }
-    case ScalarKind::BFloat16: {
-      const uint16_t* s = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t j = 0; j < n; ++j) dst[j] = bf16_bits_to_float(s[j]);
-      break;
-    }
+    case ScalarKind::BFloat16: load_row_f32(kind, base, offset, n, 1.f, dst, n); break;
     case ScalarKind::Float64: {
       const double* s = static_cast<const double*>(base) + offset;
       for (int64_t j = 0; j < n; ++j) dst[j] = (float)s[j];
@@ -40,16 +37,8 @@ inline void store_row_from_float(ScalarKind kind, void* base, int64_t offset, in
       for (int64_t j = 0; j < n; ++j) d[j] = src[j];
       break;
     }
-    case ScalarKind::Float16: {
-      uint16_t* d = static_cast<uint16_t*>(base) + offset;
-      for (int64_t j = 0; j < n; ++j) d[j] = float_to_half_bits(src[j]);
-      break;
-    }
-    case ScalarKind::BFloat16: {
-      uint16_t* d = static_cast<uint16_t*>(base) + offset;
-      for (int64_t j = 0; j < n; ++j) d[j] = float_to_bf16_bits(src[j]);
-      break;
-    }
+    case ScalarKind::Float16:
+    case ScalarKind::BFloat16: store_row(kind, src, n, 1.f, base, offset); break;  // vectorised
     case ScalarKind::Float64: {
       double* d = static_cast<double*>(base) + offset;
       for (int64_t j = 0; j < n; ++j) d[j] = src[j];
