@@ -2,6 +2,7 @@
 runs the ops against the float64 reference; a path it lacks is refused with a clear error (and its
 tests are skipped, saying so). Also: out= and in-place masked_softmax, and scratch memory reused
 across calls of different shapes and from several Python threads."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -75,7 +76,9 @@ def test_amx_kernel_executes_its_tiles():
 
 def test_bf16_pair_layouts_on_avx2():
     """The bf16 k-pair operand layouts (packing, bf16 q and probabilities, the scale on S) that the
-    AVX512-BF16 and AMX kernels read, run here by the AVX2 kernel that widens pairs in registers."""
+    AVX512-BF16 and AMX kernels read, run here by the AVX2 kernel that widens pairs in registers;
+    the backward's too (q^T and dO^T tiles, P and dS as pairs over rows, dK and dV transposed), in
+    both schedules (split below 4 (batch, kv head) items a thread, fused from there)."""
     before = ma.build_info()["cpu_isa"]
     _C._set_cpu_isa("avx2")
     _C._use_avx2_bf16_pairs(True)
@@ -84,7 +87,9 @@ def test_bf16_pair_layouts_on_avx2():
         for b, h, hkv, lq, lk, d, dv, kw in [(2, 4, 2, 150, 150, 64, 64, {"causal": True}),
                                              (2, 6, 2, 37, 211, 80, 48, {"k_lengths": torch.tensor([211, 90])}),
                                              (1, 8, 1, 97, 97, 40, 24, {"mask": torch.rand(97, 97) > 0.4}),
-                                             (2, 2, 2, 70, 33, 128, 16, {"window": (20, 3)})]:
+                                             (2, 2, 2, 70, 33, 128, 16, {"window": (20, 3)}),
+                                             (4 * torch.get_num_threads(), 2, 1, 45, 70, 24, 40,
+                                              {"causal": True, "q_lengths": torch.arange(4 * torch.get_num_threads()) % 45 + 1})]:
             q, k, v = qkv(b, h, hkv, lq, lk, d, dv, "cpu", torch.bfloat16)
             check_against_reference(q, k, v, f"pairs {lq}x{lk} d={d} dv={dv}", **kw)
     finally:
@@ -92,10 +97,10 @@ def test_bf16_pair_layouts_on_avx2():
         _C._set_cpu_isa(before)
 
 
-@pytest.mark.parametrize("pairs_path", ["avx2 pairs", "avx512bf16", "amx"])
-def test_bf16_key_packing_every_layout(pairs_path):
-    """K and V packed into bf16 k-pairs (8x8 word transposes and row interleaves, scalar edges): odd
-    key counts, head sizes off 16 and odd, rows off 4-byte alignment, keys strided through memory."""
+@contextlib.contextmanager
+def bf16_pairs_path(pairs_path):
+    """Selects a path that multiplies bf16 as bf16 ("avx2 pairs": the AVX2 kernel on the pair
+    layouts), skipping where this CPU lacks it, and restores the previous path."""
     name = "avx2" if pairs_path == "avx2 pairs" else pairs_path
     if name not in SUPPORTED:
         pytest.skip(f"this CPU does not support the {name} path")
@@ -104,6 +109,28 @@ def test_bf16_key_packing_every_layout(pairs_path):
     _C._use_avx2_bf16_pairs(pairs_path == "avx2 pairs")
     try:
         assert not ma.build_info()["cpu_kernels"]["attention bfloat16 products"].startswith("bf16 widened")
+        yield
+    finally:
+        _C._use_avx2_bf16_pairs(False)
+        _C._set_cpu_isa(before)
+
+
+@pytest.mark.parametrize("pairs_path", ["avx2 pairs", "avx512bf16", "amx"])
+def test_bf16_products_backward_with_dropout_weights_and_masks(pairs_path):
+    """The backward on bf16 products: gradients through the weights and lse with dropout, and an
+    additive mask with dropout, on every path that multiplies bf16 as bf16."""
+    from test_dropout import test_forward_backward_against_reference, test_gradients_through_weights_and_lse_with_dropout
+    with bf16_pairs_path(pairs_path):
+        test_gradients_through_weights_and_lse_with_dropout("cpu")
+        test_forward_backward_against_reference("cpu", "additive", 4, 2, 70, 70)
+        test_forward_backward_against_reference("cpu", "causal_padding", 2, 2, 129, 129)
+
+
+@pytest.mark.parametrize("pairs_path", ["avx2 pairs", "avx512bf16", "amx"])
+def test_bf16_key_packing_every_layout(pairs_path):
+    """K and V packed into bf16 k-pairs (8x8 word transposes and row interleaves, scalar edges): odd
+    key counts, head sizes off 16 and odd, rows off 4-byte alignment, keys strided through memory."""
+    with bf16_pairs_path(pairs_path):
         for lk, d, dv, layout in [(77, 48, 40, "contiguous"), (129, 33, 17, "off alignment"),
                                   (64, 130, 64, "keys strided"), (9, 16, 18, "off alignment")]:
             q = torch.randn(2, 4, 50, d).bfloat16()
@@ -118,9 +145,6 @@ def test_bf16_key_packing_every_layout(pairs_path):
             q, k, v = (t.requires_grad_() for t in (q, k, v))
             check_against_reference(q, k, v, f"{pairs_path} {layout} lk={lk} d={d} dv={dv}",
                                     causal=True, align="bottom_right")
-    finally:
-        _C._use_avx2_bf16_pairs(False)
-        _C._set_cpu_isa(before)
 
 
 @pytest.mark.parametrize("cpu_path", PATHS, indirect=True)

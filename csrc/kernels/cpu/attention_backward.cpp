@@ -19,6 +19,7 @@
 #include "attention_mask_grad.h"
 #include "attention_paths.h"
 #include "attention_rows.h"
+#include "bf16_tiles.h"
 
 namespace maskattn {
 namespace cpu {
@@ -39,16 +40,22 @@ struct BackwardPass {
   // One (query tile, key tile) pair: P, dS, then dV += P^T dO and dK += dS^T (scale q) into the
   // scratch tiles (with_kv, which also adds dS into the mask's gradient) and dQ += dS K into the
   // workspace (with_q). With dropout dP and P are dropped and scaled, P only after dS used it.
+  // With bf16 products P and dS are rounded to bf16 for the products that take them, and dV, dK
+  // accumulate transposed (dV^T += dO^T P, dK^T += q^T dS: P and dS are their B operands).
   void pair(int64_t b, int64_t h, int64_t qt, int64_t kt, TileState state, BackwardScratch& w, bool with_kv,
             bool with_q) const {
     const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
     const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
-    const float* q = ops.q_row(g, row0);
-    const float* dout = ops.dout_row(g, row0);
     float *s = w.s.get(), *ds = w.ds.get();
-    recompute_probabilities(bp, g, keys, q, b, h, qt, kt, state, s, w.bias.get());
-    gemm_tile(rows, cols, g.dv, GemmA{dout, g.dv_pad, 1}, keys.v_t_tile(b, hk, kt), kBlockK, ds, kBlockK,
-              GemmInto::Overwrite);
+    recompute_probabilities(bp, g, keys, ops, b, h, qt, kt, state, s, w.bias.get());
+    if (ops.pairs) {
+      cpu_kernels().gemm_bf16({rows, cols, ops.dv_pad32, ops.dout16_row(row0), ops.dv_pad32,
+                               keys.v_t_pairs_tile(b, hk, kt), 2 * kBlockK, ds, kBlockK, GemmInto::Overwrite, nullptr,
+                               1.f});
+    } else {
+      gemm_tile(rows, cols, g.dv, GemmA{ops.dout_row(g, row0), g.dv_pad, 1}, keys.v_t_tile(b, hk, kt), kBlockK, ds,
+                kBlockK, GemmInto::Overwrite);
+    }
     const DropoutSpec& drop = bp.fwd.dropout;
     float* keep = w.keep.get();
     if (drop.enabled) {
@@ -69,26 +76,64 @@ struct BackwardPass {
     }
     if (with_kv && bp.mask_grad.wanted())
       add_mask_grad_tile<float>(bp.mask_grad, b, h, g.first_row(qt), rows, kt * kBlockK, n, ds, kBlockK);
+    if (ops.pairs) return pair_products_bf16(b, h, qt, kt, w, with_kv, with_q);
     if (with_kv) {
-      gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, dout, g.dv_pad, w.dv.get(), g.dv_pad, GemmInto::Accumulate);
-      gemm_tile(n, g.d_pad, rows, GemmA{ds, 1, kBlockK}, q, g.d_pad, w.dk.get(), g.d_pad, GemmInto::Accumulate);
+      gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, ops.dout_row(g, row0), g.dv_pad, w.dv.get(), g.dv_pad,
+                GemmInto::Accumulate);
+      gemm_tile(n, g.d_pad, rows, GemmA{ds, 1, kBlockK}, ops.q_row(g, row0), g.d_pad, w.dk.get(), g.d_pad,
+                GemmInto::Accumulate);
     }
     if (with_q)
       gemm_tile(rows, g.d_pad, n, GemmA{ds, kBlockK, 1}, keys.k_rows(b, hk, kt), g.d_pad, dq_rows(row0), g.d_pad,
                 GemmInto::Accumulate);
   }
 
+  // The pair's dV^T, dK^T and dQ products on bf16 operands (P and dS in w.s, w.ds).
+  void pair_products_bf16(int64_t b, int64_t h, int64_t qt, int64_t kt, BackwardScratch& w, bool with_kv,
+                          bool with_q) const {
+    const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
+    const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
+    const int64_t tile = (b * g.heads + h) * g.q_tiles + qt, depth = round_up32(rows);
+    const GemmBf16Fn gemm = cpu_kernels().gemm_bf16;
+    if (with_kv) {
+      uint16_t *p_pairs = w.bf16(w.p_pairs), *ds_pairs = w.bf16(w.ds_pairs);
+      round_pairs_over_rows(w.s.get(), rows, cols, kBlockK, p_pairs, 2 * kBlockK);
+      round_pairs_over_rows(w.ds.get(), rows, cols, kBlockK, ds_pairs, 2 * kBlockK);
+      gemm({g.dv, cols, depth, ops.dout16_t_tile(tile), kBlockQ, p_pairs, 2 * kBlockK, w.dv_t.get(), kBlockK,
+            GemmInto::Accumulate, nullptr, 1.f});
+      gemm({g.d, cols, depth, ops.q16_t_tile(tile), kBlockQ, ds_pairs, 2 * kBlockK, w.dk_t.get(), kBlockK,
+            GemmInto::Accumulate, nullptr, (float)bp.fwd.scale});
+    }
+    if (with_q) {
+      uint16_t* ds16 = w.bf16(w.ds16);
+      round_rows_to_bf16(w.ds.get(), rows, cols, kBlockK, ds16, kBlockK);
+      gemm({rows, g.d_pad, round_up32(n), ds16, kBlockK, keys.k_row_pairs_tile(b, hk, kt), 2 * g.d_pad, dq_rows(row0),
+            g.d_pad, GemmInto::Accumulate, nullptr, 1.f});
+    }
+  }
+
   // dK, dV of key tile kt of (b, hk), from every query tile of the group's heads; dQ too if with_q.
   void key_tile(int64_t b, int64_t hk, int64_t kt, BackwardScratch& w, bool with_q) const {
     const int64_t n = g.keys_in(kt), row0 = (b * g.kv_heads + hk) * g.k_len + kt * kBlockK;
     const TileSpan& span = query_spans[b * g.k_tiles + kt];
-    std::fill(w.dk.get(), w.dk.get() + n * g.d_pad, 0.f);
-    std::fill(w.dv.get(), w.dv.get() + n * g.dv_pad, 0.f);
+    if (ops.pairs) {
+      std::fill(w.dk_t.get(), w.dk_t.get() + g.d * kBlockK, 0.f);
+      std::fill(w.dv_t.get(), w.dv_t.get() + g.dv * kBlockK, 0.f);
+    } else {
+      std::fill(w.dk.get(), w.dk.get() + n * g.d_pad, 0.f);
+      std::fill(w.dv.get(), w.dv.get() + n * g.dv_pad, 0.f);
+    }
     for (int64_t h = hk * g.group; h < (hk + 1) * g.group; ++h)
       for (int64_t qt = span.first; qt <= span.last; ++qt) {
         const TileState state = tile_state(bp.fwd.mask, g, b, qt, kt);
         if (state != TileState::Empty) pair(b, h, qt, kt, state, w, /*with_kv=*/true, with_q);
       }
+    if (ops.pairs) {  // dK, dV rows from their transposes
+      transpose_words(reinterpret_cast<const uint32_t*>(w.dk_t.get()), kBlockK, g.d, n,
+                      reinterpret_cast<uint32_t*>(w.dk.get()), g.d_pad);
+      transpose_words(reinterpret_cast<const uint32_t*>(w.dv_t.get()), kBlockK, g.dv, n,
+                      reinterpret_cast<uint32_t*>(w.dv.get()), g.dv_pad);
+    }
     for (int64_t r = 0; r < n; ++r) {
       store_row(bp.fwd.dtype, w.dk.get() + r * g.d_pad, g.d, 1.f, bp.dk, (row0 + r) * g.d);
       store_row(bp.fwd.dtype, w.dv.get() + r * g.dv_pad, g.dv, 1.f, bp.dv, (row0 + r) * g.dv);
@@ -107,12 +152,13 @@ struct BackwardPass {
 
 // Runs fn(item, scratch) over items in schedule_order, dynamically scheduled.
 template <typename Fn>
-void run_items(const AttentionGeometry& g, const std::vector<int64_t>& cost, int64_t group_size, Fn&& fn) {
+void run_items(const AttentionGeometry& g, bool pairs, const std::vector<int64_t>& cost, int64_t group_size, Fn&& fn) {
   const std::vector<int64_t> order = schedule_order(cost, group_size);
   const int64_t items = (int64_t)order.size();
 #pragma omp parallel
   {
-    BackwardScratch scratch(g);
+    BackwardScratch scratch(g, pairs);
+    const MatrixUnitScope units(cpu_kernels(), pairs);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < items; ++n) fn(order[n], scratch);
   }
@@ -130,7 +176,7 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
   const AttentionGeometry g = geometry_of(p);
   const std::vector<TileSpan> key_spans = key_spans_of_query_tiles(p.mask, g);
   const std::vector<TileSpan> query_spans = query_spans_of_key_tiles(p.mask, g);
-  const PackedKeys keys = pack_keys(p, g, /*for_backward=*/true);
+  const PackedKeys keys = pack_keys(p, g, /*for_backward=*/true, uses_bf16_products(p));
   const BackwardOperands ops = prepare_backward(bp, g, keys, key_spans);
   // dQ accumulators: the caller's zeroed workspace, or pooled scratch zeroed here
   FloatBuffer own_dq;
@@ -151,7 +197,7 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
     std::vector<int64_t> cost((size_t)pairs, 0);
     for (int64_t it = 0; it < pairs; ++it)
       for (int64_t kt = 0; kt < g.k_tiles; ++kt) cost[it] += query_spans[(it / g.kv_heads) * g.k_tiles + kt].non_empty;
-    run_items(g, cost, /*group_size=*/(int64_t)cost.size(), [&](int64_t it, BackwardScratch& w) {
+    run_items(g, keys.pairs, cost, /*group_size=*/(int64_t)cost.size(), [&](int64_t it, BackwardScratch& w) {
       for (int64_t kt = 0; kt < g.k_tiles; ++kt)
         pass.key_tile(it / g.kv_heads, it % g.kv_heads, kt, w, /*with_q=*/true);
     });
@@ -162,13 +208,13 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
     std::vector<int64_t> cost((size_t)items.count(), 0);
     for (int64_t it = 0; it < items.count(); ++it)
       items.for_each(it, [&](int64_t b, int64_t, int64_t kt) { cost[it] += query_spans[b * g.k_tiles + kt].non_empty; });
-    run_items(g, cost, items.extent(2), [&](int64_t it, BackwardScratch& w) {
+    run_items(g, keys.pairs, cost, items.extent(2), [&](int64_t it, BackwardScratch& w) {
       items.for_each(it, [&](int64_t b, int64_t hk, int64_t kt) { pass.key_tile(b, hk, kt, w, /*with_q=*/false); });
     });
     std::vector<int64_t> q_cost((size_t)(g.batch * g.heads * g.q_tiles));
     for (int64_t it = 0; it < (int64_t)q_cost.size(); ++it)
       q_cost[it] = key_spans[(it / (g.heads * g.q_tiles)) * g.q_tiles + it % g.q_tiles].non_empty;
-    run_items(g, q_cost, g.q_tiles, [&](int64_t it, BackwardScratch& w) {
+    run_items(g, keys.pairs, q_cost, g.q_tiles, [&](int64_t it, BackwardScratch& w) {
       const int64_t qt = it % g.q_tiles, h = (it / g.q_tiles) % g.heads, b = it / (g.heads * g.q_tiles);
       pass.query_tile(b, h, qt, w);
     });

@@ -18,6 +18,7 @@
 #include "attention_schedule.h"
 #include "attention_softmax_tile.h"
 #include "attention_tile_mask.h"
+#include "bf16_tiles.h"
 
 namespace maskattn {
 namespace cpu {
@@ -64,20 +65,6 @@ struct ForwardScratch {
   uint16_t* q_bf16() const { return reinterpret_cast<uint16_t*>(q16.get()); }
   uint16_t* p_bf16() const { return reinterpret_cast<uint16_t*>(p16.get()); }
 };
-
-// fp32 -> bf16 bits, round to nearest even (probabilities: finite, or NaN from NaN inputs).
-inline void round_rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* x = src + r * lds;
-    uint16_t* y = dst + r * ldd;
-    for (int64_t c = 0; c < cols; ++c) {
-      uint32_t bits;
-      std::memcpy(&bits, x + c, sizeof(bits));
-      y[c] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-    }
-    std::fill(y + cols, y + ldd, (uint16_t)0);
-  }
-}
 
 struct ForwardItem {
   const AttentionFwdParams& p;
@@ -309,8 +296,7 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
   const AttentionGeometry g = geometry_of(p, std::max<int64_t>(1, kBlockQ / group));
   if (g.batch * g.heads * g.q_len == 0) return;
   const std::vector<TileSpan> spans = key_spans_of_query_tiles(p.mask, g);
-  // bf16 inputs go to the CPU's bf16 products where it has them (dot-product scores excepted)
-  const bool pairs = p.dtype == ScalarKind::BFloat16 && cpu_kernels().gemm_bf16 != nullptr;
+  const bool pairs = uses_bf16_products(p);
   const PackedKeys keys = pack_keys(p, g, /*for_backward=*/false, pairs);
   const int64_t items = g.batch * g.kv_heads * g.q_tiles;
   std::vector<int64_t> cost((size_t)items);

@@ -31,19 +31,19 @@ static inline void transpose_words_8x8(const uint32_t* src, int64_t ld, uint32_t
   for (int i = 0; i < 8; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i * ldo), _mm256_castps_si256(t[i]));
 }
 
-// out[c * kBlockK + j] = rows[j * ld + c] for j < n, c < width (32-bit words): 8x8 blocks, scalar
-// edges. Returns nothing past n: the caller zeroes it.
-static void transpose_words(const uint32_t* rows, int64_t ld, int64_t n, int64_t width, uint32_t* out) {
+// out[c * ldo + j] = rows[j * ld + c] for j < n, c < width (32-bit words): 8x8 blocks, scalar
+// edges. Writes nothing past n: the caller zeroes it.
+void transpose_words(const uint32_t* rows, int64_t ld, int64_t n, int64_t width, uint32_t* out, int64_t ldo) {
   const int64_t n8 = n / 8 * 8, width8 = width / 8 * 8;
   for (int64_t j = 0; j < n8; j += 8)
-    for (int64_t c = 0; c < width8; c += 8) transpose_words_8x8(rows + j * ld + c, ld, out + c * kBlockK + j, kBlockK);
+    for (int64_t c = 0; c < width8; c += 8) transpose_words_8x8(rows + j * ld + c, ld, out + c * ldo + j, ldo);
   for (int64_t c = 0; c < width; ++c)
-    for (int64_t j = c < width8 ? n8 : 0; j < n; ++j) out[c * kBlockK + j] = rows[j * ld + c];
+    for (int64_t j = c < width8 ? n8 : 0; j < n; ++j) out[c * ldo + j] = rows[j * ld + c];
 }
 
 // Writes rows [0, n) of a (kBlockK x width) tile as its transpose (width x kBlockK), zero past n.
 static void transpose_into(const float* rows, int64_t n, int64_t width, int64_t ld, float* out) {
-  transpose_words(reinterpret_cast<const uint32_t*>(rows), ld, n, width, reinterpret_cast<uint32_t*>(out));
+  transpose_words(reinterpret_cast<const uint32_t*>(rows), ld, n, width, reinterpret_cast<uint32_t*>(out), kBlockK);
   for (int64_t c = 0; c < width; ++c) std::fill(out + c * kBlockK + n, out + (c + 1) * kBlockK, 0.f);
 }
 
@@ -60,7 +60,8 @@ static void load_tile_rows(ScalarKind kind, const void* src, int64_t offset, int
 static void pair_k_tile(const uint16_t* src, int64_t stride_j, int64_t n, int64_t d, int64_t d_pad32, uint16_t* out) {
   std::memset(out, 0, sizeof(uint16_t) * (size_t)(d_pad32 * kBlockK));
   if (stride_j % 2 == 0 && reinterpret_cast<uintptr_t>(src) % 4 == 0) {  // rows of whole words
-    transpose_words(reinterpret_cast<const uint32_t*>(src), stride_j / 2, n, d / 2, reinterpret_cast<uint32_t*>(out));
+    transpose_words(reinterpret_cast<const uint32_t*>(src), stride_j / 2, n, d / 2, reinterpret_cast<uint32_t*>(out),
+                    kBlockK);
     if (d % 2 == 1)  // the last pair holds one value
       for (int64_t j = 0; j < n; ++j) out[((d / 2) * kBlockK + j) * 2] = src[j * stride_j + d - 1];
     return;
@@ -92,16 +93,21 @@ static void pair_v_tile(const uint16_t* src, int64_t stride_j, int64_t n, int64_
   }
 }
 
-static PackedKeys pack_key_pairs(const AttentionFwdParams& p, const AttentionGeometry& g) {
+static PackedKeys pack_key_pairs(const AttentionFwdParams& p, const AttentionGeometry& g, bool for_backward) {
   PackedKeys pk;
   pk.tiles_per_head = g.k_tiles, pk.kv_heads = g.kv_heads;
   pk.d = g.d, pk.d_pad = g.d_pad, pk.dv = g.dv, pk.dv_pad = g.dv_pad;
   pk.pairs = true;
-  pk.d_pad32 = round_up32(g.d);
+  pk.d_pad32 = round_up32(g.d), pk.dv_pad32 = round_up32(g.dv);
   const int64_t tiles = g.batch * g.kv_heads * g.k_tiles;
   // bf16 buffers in float units
   pk.k_pairs = FloatBuffer(tiles * pk.d_pad32 * kBlockK / 2);
-  pk.v_pairs = FloatBuffer(tiles * kBlockK * g.dv_pad / 2);
+  if (for_backward) {
+    pk.v_t_pairs = FloatBuffer(tiles * pk.dv_pad32 * kBlockK / 2);
+    pk.k_row_pairs = FloatBuffer(tiles * kBlockK * g.d_pad / 2);
+  } else {
+    pk.v_pairs = FloatBuffer(tiles * kBlockK * g.dv_pad / 2);
+  }
   const uint16_t* k = static_cast<const uint16_t*>(p.k);
   const uint16_t* v = static_cast<const uint16_t*>(p.v);
 #pragma omp parallel for schedule(static)
@@ -110,16 +116,26 @@ static PackedKeys pack_key_pairs(const AttentionFwdParams& p, const AttentionGeo
     const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
     if (n == 0) continue;  // no query attends past the sequence's keys
     // tile t is tile_index(b, hk, kt)
-    pair_k_tile(k + b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j, p.k_stride_j, n, g.d, pk.d_pad32,
+    const uint16_t* k_tile = k + b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j;
+    const uint16_t* v_tile = v + b * p.v_stride_b + hk * p.v_stride_h + j0 * p.v_stride_j;
+    pair_k_tile(k_tile, p.k_stride_j, n, g.d, pk.d_pad32,
                 reinterpret_cast<uint16_t*>(pk.k_pairs.get()) + t * pk.d_pad32 * kBlockK);
-    pair_v_tile(v + b * p.v_stride_b + hk * p.v_stride_h + j0 * p.v_stride_j, p.v_stride_j, n, g.dv, g.dv_pad,
-                reinterpret_cast<uint16_t*>(pk.v_pairs.get()) + t * kBlockK * g.dv_pad);
+    if (for_backward) {
+      // V^T pairs over dv (B of dP = dO V^T) and K pairs over keys (B of dQ = dS K)
+      pair_k_tile(v_tile, p.v_stride_j, n, g.dv, pk.dv_pad32,
+                  reinterpret_cast<uint16_t*>(pk.v_t_pairs.get()) + t * pk.dv_pad32 * kBlockK);
+      pair_v_tile(k_tile, p.k_stride_j, n, g.d, g.d_pad,
+                  reinterpret_cast<uint16_t*>(pk.k_row_pairs.get()) + t * kBlockK * g.d_pad);
+    } else {
+      pair_v_tile(v_tile, p.v_stride_j, n, g.dv, g.dv_pad,
+                  reinterpret_cast<uint16_t*>(pk.v_pairs.get()) + t * kBlockK * g.dv_pad);
+    }
   }
   return pk;
 }
 
 PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bool for_backward, bool pairs) {
-  if (pairs) return pack_key_pairs(p, g);
+  if (pairs) return pack_key_pairs(p, g, for_backward);
   PackedKeys pk;
   pk.tiles_per_head = g.k_tiles, pk.kv_heads = g.kv_heads;
   pk.d = g.d, pk.d_pad = g.d_pad, pk.dv = g.dv, pk.dv_pad = g.dv_pad;

@@ -15,6 +15,12 @@ int64_t attention_bwd_workspace_floats_f32_math(const AttentionBwdParams& p);
 bool attention_fwd_decode_applies(const AttentionFwdParams& p);
 void attention_fwd_decode(const AttentionFwdParams& p);
 
+// Whether bf16 inputs are multiplied as bf16 (k-pairs on the CPU's bf16 units: cpu_kernels.h)
+// rather than widened to fp32: where the path has such units, outside the decode forward (whose
+// scores are dot products). The forward and the backward decide alike, so the backward recomputes
+// the forward's scores bit for bit.
+bool uses_bf16_products(const AttentionFwdParams& p);
+
 // float64 inputs: double math row by row, the path torch.autograd.gradcheck exercises.
 void attention_fwd_f64(const AttentionFwdParams& p);
 void attention_bwd_f64(const AttentionBwdParams& p);

@@ -49,7 +49,7 @@ std::vector<KernelPath> cpu_kernel_paths() {
   return {
       {"attention float32 products", f32},
       {"attention bfloat16 products",
-       k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (forward), bf16 widened to fp32, " + f32 + " (backward)"
+       k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (decoding: bf16 widened to fp32, " + f32 + ")"
                    : "bf16 widened to fp32, " + f32},
       {"attention float16 products", "fp16 widened to fp32, " + f32},
       {"softmax, masking, conversions", baseline_vectors()},
