@@ -34,7 +34,7 @@ inline void load_row_f32(ScalarKind kind, const void* base, int64_t offset, int6
     for (; c + kLanes <= n; c += kLanes) store16(dst + c, load16(src + c) * mul);
   } else if (kind == ScalarKind::Float16) {
     const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
-    for (; c < n; ++c) dst[c] = half_bits_to_float_branchless(src[c]) * mul;  // vectorises
+    for (; c + 8 <= n; c += 8) store8(dst + c, half_x8_to_float(load_u16x8(src + c)) * mul);
   } else if (kind == ScalarKind::BFloat16) {
     const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
     for (; c + 8 <= n; c += 8) store8(dst + c, bf16x8_to_float(load_u16x8(src + c)) * mul);

@@ -56,19 +56,8 @@ inline void explicit_mask_row(const MaskSpec& m, int64_t b, int64_t h, int64_t i
       for (int64_t c = lo; c < hi; ++c) out[c] = (float)src[c];
       break;
     }
-    case ScalarKind::BFloat16: {
-      const uint16_t* src = static_cast<const uint16_t*>(m.mask) + base;
-      for (int64_t c = lo; c < hi; ++c) {
-        const uint32_t bits = (uint32_t)src[c] << 16;
-        std::memcpy(out + c, &bits, sizeof(float));
-      }
-      break;
-    }
-    case ScalarKind::Float16: {
-      const uint16_t* src = static_cast<const uint16_t*>(m.mask) + base;
-      for (int64_t c = lo; c < hi; ++c) out[c] = half_bits_to_float_branchless(src[c]);
-      break;
-    }
+    case ScalarKind::BFloat16:
+    case ScalarKind::Float16: load_row_f32(m.mask_kind, m.mask, base + lo, hi - lo, 1.f, out + lo, hi - lo); break;
   }
 }
 

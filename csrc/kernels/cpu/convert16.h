@@ -32,6 +32,15 @@ inline float half_bits_to_float_branchless(uint16_t h) {
   return f;
 }
 
+// 8 halves at a time, as half_bits_to_float_branchless.
+inline f32x8 half_x8_to_float(u16x8 h) {
+  const u32x8 x = __builtin_convertvector(h, u32x8);
+  const u32x8 magnitude = (x & 0x7fffu) << 13;
+  const u32x8 scaled = (u32x8)((f32x8)magnitude * 0x1p112f);
+  const u32x8 bits = (x & 0x7c00u) == 0x7c00u ? magnitude | 0x7f800000u : scaled;
+  return (f32x8)(bits | ((x & 0x8000u) << 16));
+}
+
 // bf16 is the top half of a float: widen and shift.
 inline f32x8 bf16x8_to_float(u16x8 h) { return (f32x8)(__builtin_convertvector(h, u32x8) << 16); }
 

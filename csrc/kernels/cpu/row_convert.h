@@ -15,12 +15,8 @@ inline void load_row_as_float(ScalarKind kind, const void* base, int64_t offset,
       for (int64_t j = 0; j < n; ++j) dst[j] = s[j];
       break;
     }
-    case ScalarKind::Float16: {
-      const uint16_t* s = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t j = 0; j < n; ++j) dst[j] = half_bits_to_float_branchless(s[j]);  // vectorises
-      break;
-    }
-    case ScalarKind::BFloat16: load_row_f32(kind, base, offset, n, 1.f, dst, n); break;
+    case ScalarKind::Float16:
+    case ScalarKind::BFloat16: load_row_f32(kind, base, offset, n, 1.f, dst, n); break;  // vectorised
     case ScalarKind::Float64: {
       const double* s = static_cast<const double*>(base) + offset;
       for (int64_t j = 0; j < n; ++j) dst[j] = (float)s[j];

@@ -1,6 +1,6 @@
 """CPU attention (B, H, L, D): dense, causal and causal + random key lengths (50-100% of L), the last
 given to maskattn compactly and, as "mask", as the same (B, 1, L, L) bool tensor SDPA gets; float32
-forward and forward+backward, bfloat16 and float16 forward; against SDPA (is_causal or the bool
+forward and forward+backward, bfloat16 forward and forward+backward, float16 forward; against SDPA (is_causal or the bool
 mask) and, for causal, compiled FlexAttention; dense float32 with attention dropout 0.1, against the same call
 without dropout (the cost of the draws) and SDPA's dropout. Rates count only the work the mask leaves
 (work.attention_flops_unmasked)."""
@@ -100,4 +100,5 @@ def cases(device: torch.device, quick: bool) -> List[Case]:
     else:
         plan = [(s, v, m, f32) for s in SHAPES for m in ("fwd", "fwd+bwd") for v in VARIANTS]
         plan += [(s, v, "fwd", dt) for dt in HALF_DTYPES for s in SHAPES for v in VARIANTS[:3]]
+        plan += [(s, v, "fwd+bwd", torch.bfloat16) for s in SHAPES for v in VARIANTS[:3]]
     return [attention_case(s, v, m, device, quick, dt) for s, v, m, dt in plan]
