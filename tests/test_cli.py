@@ -211,7 +211,7 @@ def test_row_path_names_the_kernels_each_method_ran():
     """maskattn's own comparison rows (batched, no dropout) ran maskattn's attention kernels, not
     torch's; a packed row ran the attention kernel, a softmax row the softmax one."""
     from maskattn.bench.devices import row_path, cpu_name
-    kernels = {"attention float32 products": "attention-kernel", "softmax, masking, conversions": "softmax-kernel"}
+    kernels = {"attention float32 products": "attention-kernel", "masked_softmax, masking, conversions": "softmax-kernel"}
     base = {"device": "cpu", "dtype": "float32", "torch_cpu_capability": "AVX2"}
     assert row_path(dict(base, family="packed", method="maskattn batched causal", ours=False), kernels) == \
         "attention-kernel"
@@ -221,6 +221,9 @@ def test_row_path_names_the_kernels_each_method_ran():
         "torch AVX2"
     assert row_path(dict(base, family="softmax", method="maskattn masked_softmax", ours=True), kernels) == \
         "softmax-kernel"
+    with_tiles = dict(kernels, **{"attention softmax tiles": "tiles-kernel"})
+    assert row_path(dict(base, family="attention", method="maskattn masked_attention", ours=True), with_tiles) == \
+        "attention-kernel; softmax tiles tiles-kernel"
     assert row_path(dict(base, device="cuda", family="softmax", method="maskattn masked_softmax", ours=True),
                     kernels) == ""
     assert cpu_name().strip()

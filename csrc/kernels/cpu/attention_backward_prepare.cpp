@@ -21,8 +21,9 @@ void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeomet
   const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt);
   if (ops.pairs) {
     // the forward's product on the same bf16 operands: the same scores, bit for bit
-    cpu_kernels().gemm_bf16({rows, cols, ops.d_pad32, ops.q16_row(row0), ops.d_pad32, keys.k_pairs_tile(b, h / g.group, kt),
-                             2 * kBlockK, s, kBlockK, GemmInto::Overwrite, nullptr, (float)p.scale});
+    cpu_kernels().gemm_bf16({rows, cols, ops.d_pad32, ops.q16_row(row0), ops.d_pad32,
+                             keys.k_pairs_tile(b, h / g.group, kt), 2 * kBlockK, s, kBlockK, GemmInto::Overwrite,
+                             nullptr, (float)p.scale});
   } else if (scores_by_dot_products(p)) {
     // the forward summed these scores by dot products: recompute them the same way
     const int64_t live = g.live_keys_in(p.mask, b, kt);
@@ -66,8 +67,8 @@ void bf16_rows_and_transpose(const uint16_t* src, int64_t stride, int64_t live, 
   }
   // bf16 values widened and narrowed again: exact
   std::fill(stage_t, stage_t + width * kBlockQ, 0.f);
-  transpose_words(reinterpret_cast<const uint32_t*>(stage), width_pad, live, width, reinterpret_cast<uint32_t*>(stage_t),
-                  kBlockQ);
+  transpose_words(reinterpret_cast<const uint32_t*>(stage), width_pad, live, width,
+                  reinterpret_cast<uint32_t*>(stage_t), kBlockQ);
   round_rows_to_bf16(stage_t, width, kBlockQ, kBlockQ, out_t, kBlockQ);
   std::fill(out_t + width * kBlockQ, out_t + width_pad32 * kBlockQ, (uint16_t)0);
 }
@@ -133,7 +134,8 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
         const int64_t row = row0 + r;
         float* dout = ops.pairs ? dout_row.get() : ops.dout.get() + row * g.dv_pad;
         if (!ops.pairs)
-          load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, (float)p.scale, ops.q.get() + row * g.d_pad, g.d_pad);
+          load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, (float)p.scale, ops.q.get() + row * g.d_pad,
+                       g.d_pad);
         load_row_f32(p.dtype, bp.dout, row * g.dv, g.dv, 1.f, dout, g.dv_pad);
         load_row_f32(p.dtype, p.out, row * g.dv, g.dv, 1.f, out_row.get(), g.dv_pad);
         f32x16 acc = splat16(0.f);

@@ -18,6 +18,7 @@
 #include "attention_schedule.h"
 #include "attention_softmax_tile.h"
 #include "attention_tile_mask.h"
+#include "attention_vec.h"
 #include "bf16_tiles.h"
 
 namespace maskattn {

@@ -14,16 +14,23 @@ void use_avx2_bf16_pairs(bool on) { g_avx2_bf16_pairs.store(on, std::memory_orde
 const CpuKernels& cpu_kernels() {
   // AVX2 widens bf16 to fp32 (faster there than multiplying k-pairs); the pairs kernel is kept so
   // the bf16 operand layouts of the AVX512-BF16 / AMX paths are exercised on any CPU
-  static const CpuKernels avx2{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", nullptr, nullptr, nullptr, nullptr};
+  // softmax steps of the attention tiles: the baseline's vectors, or AVX-512 registers
+#define MASKATTN_SOFTMAX_AVX2 online_softmax_tile_avx2, probabilities_from_stats_avx2, nullptr
+#define MASKATTN_SOFTMAX_AVX512 online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f"
+  static const CpuKernels avx2{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", nullptr, nullptr, nullptr, nullptr,
+                               MASKATTN_SOFTMAX_AVX2};
   static const CpuKernels avx2_pairs{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", gemm_bf16_avx2,
-                                     "avx2 (bf16 pairs widened in registers)", nullptr, nullptr};
-  static const CpuKernels avx512{CpuIsa::Avx512, gemm_f32_avx512, "avx512f", nullptr, nullptr, nullptr, nullptr};
+                                     "avx2 (bf16 pairs widened in registers)", nullptr, nullptr, MASKATTN_SOFTMAX_AVX2};
+  static const CpuKernels avx512{CpuIsa::Avx512, gemm_f32_avx512, "avx512f", nullptr, nullptr, nullptr, nullptr,
+                                 MASKATTN_SOFTMAX_AVX512};
   static const CpuKernels avx512bf16{CpuIsa::Avx512Bf16, gemm_f32_avx512, "avx512f", gemm_bf16_avx512,
-                                     "avx512_bf16 (vdpbf16ps)", nullptr, nullptr};
+                                     "avx512_bf16 (vdpbf16ps)", nullptr, nullptr, MASKATTN_SOFTMAX_AVX512};
   static const CpuKernels amx{CpuIsa::Amx, gemm_f32_avx512, "avx512f", gemm_bf16_amx,
                               amx_emulated() ? "amx-bf16 (tdpbf16ps emulated in software: a test build)"
                                              : "amx-bf16 (tdpbf16ps)",
-                              amx_tiles_begin, amx_tiles_end};
+                              amx_tiles_begin, amx_tiles_end, MASKATTN_SOFTMAX_AVX512};
+#undef MASKATTN_SOFTMAX_AVX2
+#undef MASKATTN_SOFTMAX_AVX512
   switch (selected_cpu_isa()) {
     case CpuIsa::Avx512: return avx512;
     case CpuIsa::Avx512Bf16: return avx512bf16;
@@ -52,7 +59,8 @@ std::vector<KernelPath> cpu_kernel_paths() {
        k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (decoding: bf16 widened to fp32, " + f32 + ")"
                    : "bf16 widened to fp32, " + f32},
       {"attention float16 products", "fp16 widened to fp32, " + f32},
-      {"softmax, masking, conversions", baseline_vectors()},
+      {"attention softmax tiles", k.softmax_isa ? k.softmax_isa : baseline_vectors()},
+      {"masked_softmax, masking, conversions", baseline_vectors()},
   };
 }
 

@@ -1,7 +1,7 @@
 // The instruction-set-specific microkernels of the CPU kernels, as one table per path.
 //
-// Everything else (tile loops, online softmax, masking) is one copy compiled for the baseline;
-// only the entries of this table differ between paths. cpu_kernels() returns the table of the
+// Everything else (tile loops, masking, conversions) is one copy compiled for the baseline; only
+// the entries of this table (tile products, the attention tiles' softmax steps) differ between paths. cpu_kernels() returns the table of the
 // path selected at run time (cpu_isa.h).
 #pragma once
 #include <cstdint>
@@ -46,6 +46,12 @@ struct GemmBf16Args {
 };
 using GemmBf16Fn = void (*)(const GemmBf16Args&);
 
+// The softmax steps on a tile of scores (attention_softmax_tile.h).
+using OnlineSoftmaxFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max, float* row_sum16,
+                                 float* alpha);
+using ProbabilitiesFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
+                                 const float* log_sum);
+
 struct CpuKernels {
   CpuIsa isa;
   GemmF32Fn gemm_f32;
@@ -54,6 +60,9 @@ struct CpuKernels {
   const char* gemm_bf16_isa;
   void (*tiles_begin)();  // around a run of gemm_bf16 calls on one thread (AMX: load the tile
   void (*tiles_end)();    // configuration once); null where nothing needs configuring
+  OnlineSoftmaxFn online_softmax_tile;
+  ProbabilitiesFn probabilities_from_stats;
+  const char* softmax_isa;  // null: the baseline's vectors
 };
 
 // Brackets a run of gemm_bf16 calls on this thread.
@@ -90,6 +99,14 @@ void gemm_f32_avx2(int64_t m, int64_t n, int64_t K, const GemmA& a, const float*
                    int64_t ldc, GemmInto into, const float* row_scale);
 void gemm_f32_avx512(int64_t m, int64_t n, int64_t K, const GemmA& a, const float* b, int64_t ldb, float* c,
                      int64_t ldc, GemmInto into, const float* row_scale);
+void online_softmax_tile_avx2(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max, float* row_sum16,
+                              float* alpha);
+void online_softmax_tile_avx512(int64_t rows, int64_t cols, float* s, int64_t lds, float* row_max, float* row_sum16,
+                                float* alpha);
+void probabilities_from_stats_avx2(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
+                                   const float* log_sum);
+void probabilities_from_stats_avx512(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
+                                     const float* log_sum);
 void gemm_bf16_avx2(const GemmBf16Args& g);
 void gemm_bf16_avx512(const GemmBf16Args& g);
 void gemm_bf16_amx(const GemmBf16Args& g);

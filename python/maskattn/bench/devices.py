@@ -69,8 +69,10 @@ def row_path(row: dict, cpu_kernels: dict) -> str:
     if not (row.get("ours") or str(row.get("method", "")).startswith("maskattn")):
         return f"torch {row.get('torch_cpu_capability', '')}".strip()
     if row.get("family") in ("attention", "packed", "models"):
-        return cpu_kernels.get(f"attention {row.get('dtype')} products", "")
-    return cpu_kernels.get("softmax, masking, conversions", "")
+        products = cpu_kernels.get(f"attention {row.get('dtype')} products", "")
+        softmax = cpu_kernels.get("attention softmax tiles")
+        return f"{products}; softmax tiles {softmax}" if softmax else products
+    return cpu_kernels.get("masked_softmax, masking, conversions", "")
 
 
 def annotate_rows(rows: list, device: torch.device, allocator: str) -> None:
