@@ -215,7 +215,8 @@ def test_paths_are_reported_and_refused_clearly():
 def test_bf16_product_kernels_prove_themselves_before_use():
     """A bf16 product path is offered only after its kernel matched a scalar product bit for bit on
     this CPU (the AVX512-BF16 and AMX kernels cannot all run where the package is built and tested):
-    the check passes for the kernels this CPU runs and refuses a kernel one unit off in one element."""
+    the check passes for the kernels this CPU runs and refuses a kernel one unit off in one element,
+    or a rounding to bf16 one bit off."""
     info = ma.build_info()
     checks = info["cpu_bf16_self_checks"]
     for name, result in checks.items():
@@ -227,6 +228,8 @@ def test_bf16_product_kernels_prove_themselves_before_use():
             assert checks[name] == "passed"
     assert _C._bf16_self_check("avx2 pairs") is True
     assert _C._bf16_self_check("planted fault") is False
+    # AVX512-BF16's rounding of probabilities and dS (vcvtne2ps2bf16) is proven with its product
+    assert _C._bf16_self_check("planted rounding fault") is False
     with pytest.raises(ValueError, match="_bf16_self_check takes"):
         _C._bf16_self_check("avx9")
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../kernels/cpu/attention_rows.h"
+#include "../kernels/cpu/bf16_tiles.h"
 #include "../kernels/cpu/cpu_kernels.h"
 #include "../kernels/cpu/gemm_self_check.h"
 #include "../kernels/cpu/scratch_pool.h"
@@ -102,12 +103,23 @@ PYBIND11_MODULE(_C, m) {
         gemm_bf16_avx2(g);
         g.c[g.ldc + 1] += 1.f;
       });
+    if (name == "planted rounding fault")  // a rounding one bit off in one element: refused too
+      return bf16_rounding_self_check(
+          [](const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd) {
+            round_rows_to_bf16(src, rows, cols, lds, dst, ldd);
+            dst[ldd + 3] ^= 1u;
+          },
+          round_pairs_over_rows);
     CpuIsa isa;
     if (!parse_cpu_isa(name, &isa) || (isa != CpuIsa::Avx512Bf16 && isa != CpuIsa::Amx))
-      throw std::invalid_argument("maskattn: _bf16_self_check takes avx2 pairs, planted fault, avx512bf16 or amx");
+      throw std::invalid_argument(
+          "maskattn: _bf16_self_check takes avx2 pairs, planted fault, planted rounding fault, avx512bf16 or amx");
     if (!cpu_hardware_supports(isa)) throw std::invalid_argument("maskattn: this CPU lacks the '" + name + "' path");
-    return gemm_bf16_self_check(isa == CpuIsa::Amx ? gemm_bf16_amx : gemm_bf16_avx512);
-  }, "Tests: runs a bf16 product kernel's run-time self-check now (avx2 pairs, planted fault, avx512bf16, amx).");
+    if (isa == CpuIsa::Amx) return gemm_bf16_self_check(gemm_bf16_amx);
+    return gemm_bf16_self_check(gemm_bf16_avx512) &&
+           bf16_rounding_self_check(round_rows_to_bf16_avx512bf16, round_pairs_over_rows_avx512bf16);
+  }, "Tests: runs a bf16 product kernel's run-time self-check now (avx2 pairs, planted fault, planted rounding "
+     "fault, avx512bf16 with its rounding, amx).");
   m.def("_set_cpu_isa", [](const std::string& name) {
     const std::string error = maskattn::cpu::select_cpu_isa(name);
     if (!error.empty()) throw std::invalid_argument("maskattn: " + error);

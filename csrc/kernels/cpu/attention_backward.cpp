@@ -97,8 +97,8 @@ struct BackwardPass {
     const GemmBf16Fn gemm = cpu_kernels().gemm_bf16;
     if (with_kv) {
       uint16_t *p_pairs = w.bf16(w.p_pairs), *ds_pairs = w.bf16(w.ds_pairs);
-      round_pairs_over_rows(w.s.get(), rows, cols, kBlockK, p_pairs, 2 * kBlockK);
-      round_pairs_over_rows(w.ds.get(), rows, cols, kBlockK, ds_pairs, 2 * kBlockK);
+      round_tile_pairs_over_rows(w.s.get(), rows, cols, kBlockK, p_pairs, 2 * kBlockK);
+      round_tile_pairs_over_rows(w.ds.get(), rows, cols, kBlockK, ds_pairs, 2 * kBlockK);
       gemm({g.dv, cols, depth, ops.dout16_t_tile(tile), kBlockQ, p_pairs, 2 * kBlockK, w.dv_t.get(), kBlockK,
             GemmInto::Accumulate, nullptr, 1.f});
       gemm({g.d, cols, depth, ops.q16_t_tile(tile), kBlockQ, ds_pairs, 2 * kBlockK, w.dk_t.get(), kBlockK,
@@ -106,7 +106,7 @@ struct BackwardPass {
     }
     if (with_q) {
       uint16_t* ds16 = w.bf16(w.ds16);
-      round_rows_to_bf16(w.ds.get(), rows, cols, kBlockK, ds16, kBlockK);
+      round_tile_rows_to_bf16(w.ds.get(), rows, cols, kBlockK, ds16, kBlockK);
       gemm({rows, g.d_pad, round_up32(n), ds16, kBlockK, keys.k_row_pairs_tile(b, hk, kt), 2 * g.d_pad, dq_rows(row0),
             g.d_pad, GemmInto::Accumulate, nullptr, 1.f});
     }

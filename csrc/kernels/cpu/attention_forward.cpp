@@ -174,7 +174,7 @@ struct ForwardItem {
   // out = alpha * out + P V over the live keys of tile kt (P: the tile's probabilities in s). A row
   // part with no live column has alpha 1 (its max did not move), so it is skipped.
   void accumulate_pv(int64_t kt, const TileColumns& t) const {
-    if (keys.pairs) round_rows_to_bf16(w.s.get(), stacked(), t.cols, kBlockK, w.p_bf16(), kBlockK);
+    if (keys.pairs) round_tile_rows_to_bf16(w.s.get(), stacked(), t.cols, kBlockK, w.p_bf16(), kBlockK);
     if (t.parts == 0) return pv_rows(kt, 0, stacked(), ColumnExtent{0, t.cols});
     for (int64_t hh = 0; hh < g.group; ++hh)
       for (int k = 0; k < t.parts; ++k)

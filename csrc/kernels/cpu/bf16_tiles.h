@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "convert16.h"
+#include "cpu_kernels.h"
 
 namespace maskattn {
 namespace cpu {
@@ -44,6 +45,18 @@ inline void round_pairs_over_rows(const float* src, int64_t rows, int64_t cols, 
       std::memcpy(y + 2 * c, &ab, sizeof(ab));
     }
   }
+}
+
+// The selected path's rounding of probabilities and dS (cpu_kernels.h), or the ones above.
+inline void round_tile_rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,
+                                    int64_t ldd) {
+  const RoundTileFn f = cpu_kernels().round_rows_to_bf16;
+  f ? f(src, rows, cols, lds, dst, ldd) : round_rows_to_bf16(src, rows, cols, lds, dst, ldd);
+}
+inline void round_tile_pairs_over_rows(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,
+                                       int64_t ldd) {
+  const RoundTileFn f = cpu_kernels().round_pairs_over_rows;
+  f ? f(src, rows, cols, lds, dst, ldd) : round_pairs_over_rows(src, rows, cols, lds, dst, ldd);
 }
 
 }  // namespace cpu

@@ -139,10 +139,12 @@ bool cpu_hardware_supports(CpuIsa isa) {
 
 bool cpu_supports(CpuIsa isa) {
   if (!cpu_hardware_supports(isa)) return false;
-  // each bf16 product kernel is proven once, on first need, and only where the CPU can run it
+  // each bf16 product kernel (and its rounding, on AVX512-BF16) is proven once, on first need, and
+  // only where the CPU can run it
   switch (isa) {
     case CpuIsa::Avx512Bf16: {
-      static const bool passed = gemm_bf16_self_check(gemm_bf16_avx512);
+      static const bool passed = gemm_bf16_self_check(gemm_bf16_avx512) &&
+                                 bf16_rounding_self_check(round_rows_to_bf16_avx512bf16, round_pairs_over_rows_avx512bf16);
       return passed;
     }
     case CpuIsa::Amx: {

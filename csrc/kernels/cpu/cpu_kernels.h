@@ -51,6 +51,8 @@ using OnlineSoftmaxFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t l
                                  float* alpha);
 using ProbabilitiesFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
                                  const float* log_sum);
+// fp32 tiles rounded into the bf16 operand layouts (bf16_tiles.h).
+using RoundTileFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd);
 
 struct CpuKernels {
   CpuIsa isa;
@@ -63,6 +65,8 @@ struct CpuKernels {
   OnlineSoftmaxFn online_softmax_tile;
   ProbabilitiesFn probabilities_from_stats;
   const char* softmax_isa;  // null: the baseline's vectors
+  RoundTileFn round_rows_to_bf16;     // null: bf16_tiles.h's, in the baseline's vectors
+  RoundTileFn round_pairs_over_rows;
 };
 
 // Brackets a run of gemm_bf16 calls on this thread.
@@ -107,6 +111,10 @@ void probabilities_from_stats_avx2(int64_t rows, int64_t cols, float* s, int64_t
                                    const float* log_sum);
 void probabilities_from_stats_avx512(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
                                      const float* log_sum);
+void round_rows_to_bf16_avx512bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,
+                                   int64_t ldd);
+void round_pairs_over_rows_avx512bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,
+                                      int64_t ldd);
 void gemm_bf16_avx2(const GemmBf16Args& g);
 void gemm_bf16_avx512(const GemmBf16Args& g);
 void gemm_bf16_amx(const GemmBf16Args& g);

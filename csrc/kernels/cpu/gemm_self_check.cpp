@@ -1,7 +1,10 @@
 #include "gemm_self_check.h"
 
+#include "bf16_tiles.h"
+
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace maskattn {
@@ -76,6 +79,41 @@ bool gemm_bf16_self_check(GemmBf16Fn fn) {
         }
     }
   return true;
+}
+
+bool bf16_rounding_self_check(RoundTileFn rows_fn, RoundTileFn pairs_fn) {
+  // 37 rows of 48 values (the pair layout pads to 64 rows): ties to even both ways, values just
+  // past and short of a tie, signs, 0, infinities, NaN, the largest and smallest normal floats
+  constexpr int64_t rows = 37, cols = 48, lds = 56, ld_rows = 72, ld_pairs = 2 * 64;
+  std::vector<float> src((size_t)rows * lds, 0.f);
+  const float specials[] = {0.f, -0.f, std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::max(),
+                            std::numeric_limits<float>::min(), -std::numeric_limits<float>::min()};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = r * cols + c;
+      uint32_t bits = 0x3f800000u + (uint32_t)(i * 2654435761u % 0x7fffffu);  // [1, 2): low bits vary
+      if (i % 5 == 0) bits = (bits & 0xffff0000u) | 0x8000u;                 // an exact tie
+      if (i % 7 == 0) bits ^= 0x80000000u;
+      bits += (uint32_t)((i % 11) * 0x1000000u);                             // exponents up to 2^10
+      std::memcpy(&src[r * lds + c], &bits, sizeof(bits));
+      if (i % 13 == 0) src[r * lds + c] = specials[(i / 13) % 8];
+    }
+  auto same = [](const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      const bool nan_a = (a[i] & 0x7fffu) > 0x7f80u, nan_b = (b[i] & 0x7fffu) > 0x7f80u;
+      if (nan_a != nan_b || (!nan_a && a[i] != b[i])) return false;
+    }
+    return true;
+  };
+  std::vector<uint16_t> want((size_t)rows * ld_rows, 0xffffu), got = want;
+  round_rows_to_bf16(src.data(), rows, cols, lds, want.data(), ld_rows);
+  rows_fn(src.data(), rows, cols, lds, got.data(), ld_rows);
+  if (!same(want, got)) return false;
+  want.assign((size_t)32 * ld_pairs, 0xffffu), got = want;
+  round_pairs_over_rows(src.data(), rows, cols, lds, want.data(), ld_pairs);
+  pairs_fn(src.data(), rows, cols, lds, got.data(), ld_pairs);
+  return same(want, got);
 }
 
 }  // namespace cpu

@@ -12,5 +12,9 @@ namespace cpu {
 // bf16, their sums exact in fp32 whatever the order) bit for bit as a scalar loop does.
 bool gemm_bf16_self_check(GemmBf16Fn fn);
 
+// A path's rounding of tiles into bf16 rows and k-pairs over rows gives bf16_tiles.h's bits (NaN
+// as some NaN) on normal floats, ties, infinities and NaN, and leaves the padding as specified.
+bool bf16_rounding_self_check(RoundTileFn rows_fn, RoundTileFn pairs_fn);
+
 }  // namespace cpu
 }  // namespace maskattn
