@@ -53,15 +53,18 @@ def test_attention_on_every_path(cpu_path, dtype):
 
 
 def test_avx2_and_avx512_paths_agree_bit_for_bit():
-    """The attention tiles' softmax steps (and the fp32 tile products) of the avx512 path do the
-    avx2 path's operations in the same order in wider registers: on fresh inputs with masked rows,
-    an additive mask, scores large enough to exercise exp's range, both give the same bits."""
+    """The attention tiles' softmax steps, masked_softmax's exp pass (and the fp32 tile products) of
+    the avx512 path do the avx2 path's operations in the same order in wider registers: on fresh
+    inputs with masked rows, an additive mask, scores large enough to exercise exp's range, both
+    give the same bits."""
     if "avx512" not in SUPPORTED:
         pytest.skip("this CPU does not support the avx512 path")
     before = ma.build_info()["cpu_isa"]
     q, k, v = qkv(2, 4, 2, 150, 131, 64, 48, "cpu", torch.float32)
     q.data *= 4
     kw = {"mask": torch.randn(2, 1, 150, 131) * 5, "causal": True, "k_lengths": torch.tensor([131, 40])}
+    scores, scores_mask = torch.randn(3, 5, 37, 203) * 20, torch.rand(3, 1, 37, 203) > 0.3
+    scores_mask[1, :, 4] = False
     results = {}
     try:
         for path in ("avx2", "avx512"):
@@ -70,10 +73,13 @@ def test_avx2_and_avx512_paths_agree_bit_for_bit():
             assert tiles.startswith("avx512") if path == "avx512" else "baseline" in tiles
             out, w, lse = ma.masked_attention(q, k, v, return_weights=True, return_lse=True, **kw)
             grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), (q, k, v))
-            results[path] = (out, w, lse, *grads)
+            # masked_softmax's exp pass, rows of odd length (a vector tail) and wholly masked rows
+            probs = ma.masked_softmax(scores, mask=scores_mask, scale=0.7)
+            results[path] = (out, w, lse, *grads, probs)
     finally:
         _C._set_cpu_isa(before)
-    for name, a, b in zip(("out", "weights", "lse", "dq", "dk", "dv"), results["avx2"], results["avx512"]):
+    names = ("out", "weights", "lse", "dq", "dk", "dv", "masked_softmax")
+    for name, a, b in zip(names, results["avx2"], results["avx512"]):
         assert torch.equal(a, b), f"{name}: the paths differ by {(a - b).abs().max().item():.3g}"
 
 

@@ -51,6 +51,8 @@ using OnlineSoftmaxFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t l
                                  float* alpha);
 using ProbabilitiesFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
                                  const float* log_sum);
+// masked_softmax's exp pass over a row (softmax_rows.h): dst = exp(x - shift), returns the sum.
+using RowExpSumFn = float (*)(const float* x, int64_t n, float shift, float* dst);
 // fp32 tiles rounded into the bf16 operand layouts (bf16_tiles.h).
 using RoundTileFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd);
 
@@ -67,6 +69,7 @@ struct CpuKernels {
   const char* softmax_isa;  // null: the baseline's vectors
   RoundTileFn round_rows_to_bf16;     // null: bf16_tiles.h's, in the baseline's vectors
   RoundTileFn round_pairs_over_rows;
+  RowExpSumFn row_exp_sum;            // null: softmax_rows.h's, in the baseline's vectors
 };
 
 // Brackets a run of gemm_bf16 calls on this thread.
@@ -111,6 +114,7 @@ void probabilities_from_stats_avx2(int64_t rows, int64_t cols, float* s, int64_t
                                    const float* log_sum);
 void probabilities_from_stats_avx512(int64_t rows, int64_t cols, float* s, int64_t lds, const float* m,
                                      const float* log_sum);
+float row_exp_sum_avx512(const float* x, int64_t n, float shift, float* dst);
 void round_rows_to_bf16_avx512bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,
                                    int64_t ldd);
 void round_pairs_over_rows_avx512bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,

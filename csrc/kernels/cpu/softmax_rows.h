@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu_kernels.h"
 #include "vec16.h"
 
 namespace maskattn {
@@ -60,7 +61,8 @@ inline float row_max(const float* x, int64_t n) {
 }
 
 // dst[j] = exp(x[j] - shift) for logits x (already scaled); returns the sum. dst may alias x.
-inline float row_exp_sum(const float* x, int64_t n, float shift, float* dst) {
+// In the baseline's vectors; row_exp_sum below takes the selected path's.
+inline float row_exp_sum_vec16(const float* x, int64_t n, float shift, float* dst) {
   f32x16 sum = splat16(0.f);
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
@@ -75,6 +77,11 @@ inline float row_exp_sum(const float* x, int64_t n, float shift, float* dst) {
     sum += e;
   }
   return reduce_sum16(sum);
+}
+
+inline float row_exp_sum(const float* x, int64_t n, float shift, float* dst) {
+  const RowExpSumFn f = cpu_kernels().row_exp_sum;
+  return f ? f(x, n, shift, dst) : row_exp_sum_vec16(x, n, shift, dst);
 }
 
 inline void row_scale(float* x, int64_t n, float factor) {

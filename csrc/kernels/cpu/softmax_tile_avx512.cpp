@@ -1,6 +1,6 @@
-// The softmax steps of attention_softmax_tile.h on AVX-512F: one zmm register per 16 scores, the
-// same operations in the same order as the baseline's two 8-lane halves (vec16.h), so both paths
-// give the same probabilities. Called only where cpu_isa.h found AVX-512 (and the OS saving its
+// The softmax steps of attention_softmax_tile.h, and masked_softmax's exp pass (softmax_rows.h), on
+// AVX-512F: one zmm register per 16 scores, the same operations in the same order as the
+// baseline's two 8-lane halves (vec16.h), so both paths give the same probabilities. Called only where cpu_isa.h found AVX-512 (and the OS saving its
 // state); everything but the two entries has internal linkage.
 // GCC 12's AVX-512 intrinsics warn of their own _mm512_undefined_*() merge sources (GCC bug
 // 105593, fixed in 13), silenced here only
@@ -105,6 +105,30 @@ void probabilities_from_stats_avx512(int64_t rows, int64_t cols, float* s, int64
     for (int64_t c = 0; c < cols; c += kLanes512)
       _mm512_storeu_ps(row + c, exp_avx512(_mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), m16), l16)));
   }
+}
+
+float row_exp_sum_avx512(const float* x, int64_t n, float shift, float* dst) {
+  const __m512 m = splat_avx512(shift);
+  __m512 sum = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + kLanes512 <= n; j += kLanes512) {
+    const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + j), m));
+    _mm512_storeu_ps(dst + j, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (j < n) {  // the tail's missing lanes read as -inf: exp gives them 0
+    const __mmask16 tail = (__mmask16)((1u << (n - j)) - 1u);
+    const __m512 v = _mm512_mask_loadu_ps(splat_avx512(-__builtin_inff()), tail, x + j);
+    const __m512 e = exp_avx512(_mm512_sub_ps(v, m));
+    _mm512_mask_storeu_ps(dst + j, tail, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  // lane by lane from lane 0, as vec16.h's reduce_sum16
+  alignas(64) float lanes[kLanes512];
+  _mm512_store_ps(lanes, sum);
+  float total = 0.f;
+  for (int l = 0; l < kLanes512; ++l) total += lanes[l];
+  return total;
 }
 
 }  // namespace cpu
