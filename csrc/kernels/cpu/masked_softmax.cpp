@@ -15,18 +15,25 @@ namespace {
 
 using namespace cpu;
 
-// s[j] (j in range) = scale * s[j] + additive, or -inf where the element-wise masks say no.
-// Keys go in runs of mask blocks in one state (MaskSpec::classify_explicit): wholly masked runs
-// are filled, wholly allowed ones only scaled, and the rest combined with a vectorised bias row.
-void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRange range, float scale, float* s) {
+// Max of two row maxima, NaN if either is NaN (a NaN logit makes its row NaN).
+float max_or_nan(float a, float b) { return a != a || b != b ? __builtin_nanf("") : (a > b ? a : b); }
+
+// s[j] (j in range) = scale * x[j] + additive, or -inf where the element-wise masks say no (x may
+// be s); returns the max of s over the range. Keys go in runs of mask blocks in one state
+// (MaskSpec::classify_explicit): wholly masked runs are filled, wholly allowed ones scaled straight
+// from x with their max taken in the same pass, and the rest combined with a vectorised bias row.
+float apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRange range, float scale, const float* x,
+                        float* s) {
   const float neg_inf = -__builtin_inff();
   const bool explicit_only = m.key_mask == nullptr && !m.has_segments();
   auto block_end = [&](int64_t j) { return std::min((j / kMaskBlock + 1) * kMaskBlock, range.end); };
   // one row lies in one block row: each key block's state is its own flags
   auto state_at = [&](int64_t j) {
-    return m.mask_blocks ? MaskSpec::mask_block_state(m.mask_block_flags(b, i, j)) : m.classify_explicit(b, i, i + 1, j, j + 1);
+    return m.mask_blocks ? MaskSpec::mask_block_state(m.mask_block_flags(b, i, j))
+                         : m.classify_explicit(b, i, i + 1, j, j + 1);
   };
   thread_local std::vector<float> bias;
+  float mx = neg_inf;
   for (int64_t j = range.begin; j < range.end;) {
     const TileState state = state_at(j);
     int64_t e = block_end(j);
@@ -35,7 +42,7 @@ void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRa
     if (state == TileState::Empty) {
       row_fill(s + j, n, neg_inf);
     } else if (state == TileState::Full && explicit_only) {
-      row_scale(s + j, n, scale);
+      mx = max_or_nan(mx, row_scale_max(x + j, n, scale, s + j));
     } else {
       if ((int64_t)bias.size() < n) bias.resize((size_t)n);
       float* bj = bias.data();
@@ -43,11 +50,13 @@ void apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyRa
       elementwise_row_bias(m, b, h, i, j, 0, n, bj);
       // the product rounded (stored) before the mask joins it, as torch's x * scale + mask: a
       // fused multiply-add would let a mask of ~1 break ties that torch keeps at scales near 1e20
-      row_scale(sj, n, scale);
+      row_scale_max(x + j, n, scale, sj);
       for (int64_t c = 0; c < n; ++c) sj[c] = bj[c] == neg_inf ? neg_inf : sj[c] + bj[c];
+      mx = max_or_nan(mx, row_max(sj, n));
     }
     j = e;
   }
+  return mx;
 }
 
 // Softmax of n logits whose max is mx into dst (may alias them); an all -inf segment becomes
@@ -81,10 +90,11 @@ void softmax_row_float(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64
     logits = row;
     mx = row_scale_max(static_cast<const float*>(p.scores) + in_off + lo, n, scale, row + lo);
   } else {
-    load_row_as_float(p.dtype, p.scores, in_off + lo, n, buf + lo);
+    // fp32 logits are read where they are (the mask pass writes the scratch row), others converted first
+    const float* x = direct ? static_cast<const float*>(p.scores) + in_off : buf;
+    if (!direct) load_row_as_float(p.dtype, p.scores, in_off + lo, n, buf + lo);
     if (m.has_elementwise()) {
-      apply_elementwise(m, b, h, i, range, scale, buf);
-      mx = row_max(buf + lo, n);
+      mx = apply_elementwise(m, b, h, i, range, scale, x, buf);
     } else {
       mx = row_scale_max(buf + lo, n, scale, buf + lo);
     }
