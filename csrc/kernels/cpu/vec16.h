@@ -8,6 +8,9 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 namespace maskattn {
 namespace cpu {
@@ -100,21 +103,33 @@ inline float reduce_sum16(f32x16 v) {
   return s;
 }
 
+// a * b + c rounded once where the baseline has FMA (x86-64-v3), whatever the optimisation level
+// (GCC contracts a * b + c only from -O2): the AVX-512 twins of the routines below
+// (softmax_tile_avx512.cpp) then give the same bits in every build.
+inline f32x8 fma8(f32x8 a, f32x8 b, f32x8 c) {
+#ifdef __FMA__
+  return (f32x8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+  return a * b + c;
+#endif
+}
+inline f32x16 fma16(f32x16 a, f32x16 b, f32x16 c) { return {fma8(a.lo, b.lo, c.lo), fma8(a.hi, b.hi, c.hi)}; }
+
 // exp(x) to ~2 ulp for x in [-87, 88], 0 below (so exp(-inf) = 0), by 2^n * poly(r) with
 // Cody-Waite reduction r = x - n ln2, |r| <= ln2 / 2.
 inline f32x16 exp16(f32x16 x) {
   const f32x16 xc = min16(max16(x, splat16(-87.0f)), splat16(88.0f));
   const f32x16 magic = splat16(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const f32x16 n = (xc * 1.44269504088896341f + magic) - magic;
-  f32x16 r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
+  const f32x16 n = fma16(xc, splat16(1.44269504088896341f), magic) - magic;
+  f32x16 r = fma16(-n, splat16(0.693359375f), xc);
+  r = fma16(-n, splat16(-2.12194440e-4f), r);
   f32x16 p = splat16(1.0f / 720.0f);
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  p = fma16(p, r, splat16(1.0f / 120.0f));
+  p = fma16(p, r, splat16(1.0f / 24.0f));
+  p = fma16(p, r, splat16(1.0f / 6.0f));
+  p = fma16(p, r, splat16(0.5f));
+  p = fma16(p, r, splat16(1.0f));
+  p = fma16(p, r, splat16(1.0f));
   const i32x16 bits = (to_i32x16(n) + 127) << 23;
   const f32x16 result = p * as_f32x16(bits);
   return select16(less16(x, splat16(-87.0f)), splat16(0.f), result);
