@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "cpu_kernels.h"
+#include "vec16.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,fma")
@@ -32,13 +33,8 @@ inline __m512 exp_avx512(__m512 x) {
   const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(xc, splat_avx512(1.44269504088896341f), magic), magic);
   __m512 r = _mm512_fnmadd_ps(n, splat_avx512(0.693359375f), xc);
   r = _mm512_fnmadd_ps(n, splat_avx512(-2.12194440e-4f), r);
-  __m512 p = splat_avx512(1.0f / 720.0f);
-  p = _mm512_fmadd_ps(p, r, splat_avx512(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, splat_avx512(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, splat_avx512(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, splat_avx512(0.5f));
-  p = _mm512_fmadd_ps(p, r, splat_avx512(1.0f));
-  p = _mm512_fmadd_ps(p, r, splat_avx512(1.0f));
+  __m512 p = splat_avx512(kExpPoly[0]);
+  for (int i = 1; i < kExpPolyTerms; ++i) p = _mm512_fmadd_ps(p, r, splat_avx512(kExpPoly[i]));
   const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
   const __m512 result = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
   const __mmask16 below = _mm512_cmp_ps_mask(x, splat_avx512(-87.0f), _CMP_LT_OQ);

@@ -115,6 +115,11 @@ inline f32x8 fma8(f32x8 a, f32x8 b, f32x8 c) {
 }
 inline f32x16 fma16(f32x16 a, f32x16 b, f32x16 c) { return {fma8(a.lo, b.lo, c.lo), fma8(a.hi, b.hi, c.hi)}; }
 
+// exp(r) on |r| <= ln2 / 2 as a polynomial in r, highest power first (Horner); every exp of the
+// CPU kernels takes its coefficients from here.
+constexpr int kExpPolyTerms = 7;
+constexpr float kExpPoly[kExpPolyTerms] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
+
 // exp(x) to ~2 ulp for x in [-87, 88], 0 below (so exp(-inf) = 0), by 2^n * poly(r) with
 // Cody-Waite reduction r = x - n ln2, |r| <= ln2 / 2.
 inline f32x16 exp16(f32x16 x) {
@@ -123,13 +128,8 @@ inline f32x16 exp16(f32x16 x) {
   const f32x16 n = fma16(xc, splat16(1.44269504088896341f), magic) - magic;
   f32x16 r = fma16(-n, splat16(0.693359375f), xc);
   r = fma16(-n, splat16(-2.12194440e-4f), r);
-  f32x16 p = splat16(1.0f / 720.0f);
-  p = fma16(p, r, splat16(1.0f / 120.0f));
-  p = fma16(p, r, splat16(1.0f / 24.0f));
-  p = fma16(p, r, splat16(1.0f / 6.0f));
-  p = fma16(p, r, splat16(0.5f));
-  p = fma16(p, r, splat16(1.0f));
-  p = fma16(p, r, splat16(1.0f));
+  f32x16 p = splat16(kExpPoly[0]);
+  for (int i = 1; i < kExpPolyTerms; ++i) p = fma16(p, r, splat16(kExpPoly[i]));
   const i32x16 bits = (to_i32x16(n) + 127) << 23;
   const f32x16 result = p * as_f32x16(bits);
   return select16(less16(x, splat16(-87.0f)), splat16(0.f), result);
