@@ -51,7 +51,7 @@ namespace {
 // bf16 rows of a query tile (q or dO, `width` values a row, in rows `stride` apart) into the
 // operands of the pairs backward: rows (ld width_pad32, zero past width) and their transpose
 // (width_pad32 rows of kBlockQ, zero past the live rows and past width). stage, stage_t: fp32
-// scratch of kBlockQ x width_pad and width x kBlockQ.
+// scratch of kBlockQ x width_pad and width x kBlockQ; stage keeps the live rows widened to fp32.
 void bf16_rows_and_transpose(const uint16_t* src, int64_t stride, int64_t live, int64_t rows, int64_t width,
                              int64_t width_pad, int64_t width_pad32, uint16_t* out_rows, uint16_t* out_t, float* stage,
                              float* stage_t) {
@@ -101,7 +101,7 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
 #pragma omp parallel
   {
     const int64_t width_pad = std::max(g.d_pad, g.dv_pad);
-    FloatBuffer out_row(g.dv_pad), dout_row(g.dv_pad), s(kBlockQ * kBlockK), bias(2 * kBlockK);
+    FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(2 * kBlockK);
     FloatBuffer stage(ops.pairs ? kBlockQ * width_pad : 1), stage_t(ops.pairs ? kBlockQ * width_pad : 1);
     const MatrixUnitScope units(cpu_kernels(), ops.pairs && bp.dweights);
 #pragma omp for schedule(dynamic, 1)
@@ -132,11 +132,13 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
       }
       for (int64_t r = 0; r < live; ++r) {
         const int64_t row = row0 + r;
-        float* dout = ops.pairs ? dout_row.get() : ops.dout.get() + row * g.dv_pad;
-        if (!ops.pairs)
+        // with pairs, dO's fp32 rows are the staging rows its transpose was just built from
+        const float* dout = ops.pairs ? stage.get() + r * g.dv_pad : ops.dout.get() + row * g.dv_pad;
+        if (!ops.pairs) {
           load_row_f32(p.dtype, p.q, q_off + r * p.q_stride_i, g.d, (float)p.scale, ops.q.get() + row * g.d_pad,
                        g.d_pad);
-        load_row_f32(p.dtype, bp.dout, row * g.dv, g.dv, 1.f, dout, g.dv_pad);
+          load_row_f32(p.dtype, bp.dout, row * g.dv, g.dv, 1.f, ops.dout.get() + row * g.dv_pad, g.dv_pad);
+        }
         load_row_f32(p.dtype, p.out, row * g.dv, g.dv, 1.f, out_row.get(), g.dv_pad);
         f32x16 acc = splat16(0.f);
         for (int64_t c = 0; c < g.dv_pad; c += kLanes) acc += load16(dout + c) * load16(out_row.get() + c);
