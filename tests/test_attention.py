@@ -124,6 +124,24 @@ def test_gqa_groups_and_decoding(device, h, hkv, lq):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("h,hkv,lq,d,dv", [(4, 4, 1, 128, 128), (32, 8, 1, 128, 128), (8, 1, 1, 64, 64),
+                                           (4, 2, 3, 40, 24), (6, 1, 1, 48, 20), (12, 1, 1, 64, 64),
+                                           (16, 1, 1, 36, 40), (4, 4, 2, 20, 8)])
+@pytest.mark.parametrize("kind", ["causal_padding_bottom_right", "key_mask_causal", "bool_mask"])
+def test_decoding_shapes(device, h, hkv, lq, d, dv, kind):
+    """Few query rows per kv head (1 to 16 stacked rows): scores by dot products (head sizes that are
+    multiples of 8) or by the lane product, V streamed row by row (up to 8 rows, dv a multiple of 8)
+    or by the tile product; K and V strided as a (B, L, H, D) cache is, lengths off every block size."""
+    b, lk = 2, 1000
+    kw = mask_kwargs(kind, b, h, lq, lk, device)
+    for dtype in dtypes_for(device):
+        q = torch.randn(b, h, lq, d, device=device).to(dtype).requires_grad_()
+        k = torch.randn(b, lk, hkv, d, device=device).to(dtype).transpose(1, 2).requires_grad_()
+        v = torch.randn(b, lk, hkv, dv, device=device).to(dtype).transpose(1, 2).requires_grad_()
+        check_against_reference(q, k, v, f"decode {kind} h={h} hkv={hkv} lq={lq} d={d} dv={dv} {dtype}", **kw)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["causal_padding", "none"])
 def test_long_sequences(device, kind):
     b, h, hkv, lq, lk = 1, 2, 1, 1025, 1025

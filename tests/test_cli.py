@@ -16,7 +16,7 @@ if str(ROOT / "python") not in sys.path:
     sys.path.insert(0, str(ROOT / "python"))
 
 from maskattn.__main__ import main  # noqa: E402
-from maskattn.bench import attention_cpu, softmax  # noqa: E402
+from maskattn.bench import attention_cpu, decode, softmax  # noqa: E402
 from maskattn.bench.harness import run_case  # noqa: E402
 from maskattn.bench.plot import plot_sweeps  # noqa: E402
 from maskattn.bench.progress import Progress  # noqa: E402
@@ -116,6 +116,26 @@ def test_softmax_case_rows_count_bytes_and_ratio():
     assert ours["error"] is None and base["error"] is None
     assert ours["gb_s"] == pytest.approx(5 * 2 * 3 * 16 * 24 * 4 / ours["ms"] / 1e6)
     assert base["ratio"] == pytest.approx(base["ms"] / ours["ms"])
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 1, 100, 16), (3, 8, 2, 4, 70, 32)])
+@pytest.mark.parametrize("variant", decode.VARIANTS)
+def test_decode_rows_time_the_same_attention_and_count_cache_bytes(shape, variant):
+    """maskattn (k_lengths, a draft causal at the cache's end) and SDPA (the bool mask, GQA) compute
+    the same attention; the rate counts the K and V bytes the lengths leave."""
+    batch, _, kv_heads, _, cache, dim = shape
+    case = decode.decode_case(shape, variant, CPU, torch.float32)
+    inputs = case.make_inputs()
+    ours, sdpa = (m.build(inputs)() for m in case.methods)
+    assert (ours - sdpa).abs().max() < 1e-5
+    keys = int(inputs["k_lengths"].sum()) if variant == "ragged cache" else batch * cache
+    assert case.work(inputs) == {"bytes": 2 * keys * kv_heads * dim * 4}
+    rows = run_case(case, {"copy_gb_s": 10.0, "matmul_flop_s": 1e11}, plan(), Progress(2, stream=io.StringIO()))
+    for r in rows:
+        assert r["error"] is None
+        moved = r["gb_s"] * r["ms"] * 1e6
+        assert 2 * (batch * cache // 2) * kv_heads * dim * 4 <= moved * (1 + 1e-9)
+        assert moved <= 2 * batch * cache * kv_heads * dim * 4 * (1 + 1e-9)
 
 
 def test_failing_method_becomes_an_error_row():
@@ -224,6 +244,10 @@ def test_row_path_names_the_kernels_each_method_ran():
     with_tiles = dict(kernels, **{"attention softmax tiles": "tiles-kernel"})
     assert row_path(dict(base, family="attention", method="maskattn masked_attention", ours=True), with_tiles) == \
         "attention-kernel; softmax tiles tiles-kernel"
+    with_decode = dict(kernels, **{"attention decoding": "decode-kernel"})
+    assert row_path(dict(base, family="decode", method="maskattn masked_attention", ours=True), with_decode) == \
+        "decode-kernel"
+    assert row_path(dict(base, family="decode", method="sdpa", ours=False), with_decode) == "torch AVX2"
     assert row_path(dict(base, device="cuda", family="softmax", method="maskattn masked_softmax", ours=True),
                     kernels) == ""
     assert cpu_name().strip()

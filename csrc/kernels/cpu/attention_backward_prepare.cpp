@@ -28,7 +28,7 @@ void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeomet
     // the forward summed these scores by dot products: recompute them the same way
     const int64_t live = g.live_keys_in(p.mask, b, kt);
     for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kBlockK + live, s + r * kBlockK + cols, 0.f);
-    dot_product_scores(ops.q_row(g, row0), g.d_pad, rows, keys.k_rows(b, h / g.group, kt), g.d_pad, live, g.d, s,
+    dot_product_scores(ops.q_row(g, row0), g.d_pad, rows, RowsF32{keys.k_rows(b, h / g.group, kt)}, g.d_pad, live, g.d, s,
                        kBlockK, 1);
   } else {
     gemm_tile(rows, cols, g.d, GemmA{ops.q_row(g, row0), g.d_pad, 1}, keys.k_t_tile(b, h / g.group, kt), kBlockK, s,

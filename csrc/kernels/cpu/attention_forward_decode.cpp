@@ -1,10 +1,11 @@
 // Forward for a few query rows per kv head (decoding: Lq = 1, or a short draft), where each K/V
 // tile is read by one work item only: packing K^T would cost more memory traffic than attention.
 //
-// The item (batch, kv head) puts its R <= 16 rows (all query heads of the group, stacked) in the
-// 16 lanes of a vector and computes the transposed scores S^T = K Q^T straight from the K rows,
-// one key per row of S^T. Softmax statistics are then plain lane-wise vector operations, and
-// O += P V reads P through the transposed strides: no transposes anywhere.
+// The item (batch, kv head) stacks its R <= 16 rows (all query heads of the group) as the rows of
+// one score tile. Scores come from the K rows as stored: by dot products along d, widening 16-bit
+// keys in registers (R <= 8), or else as S^T = K Q^T with each row in a lane of a vector,
+// transposed once. From there the tile is the main forward's: row-major softmax steps
+// vectorised over keys, then O += P V, streaming V rows as stored (R <= 8).
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -13,32 +14,54 @@
 #include "attention_dropout.h"
 #include "attention_gemm.h"
 #include "attention_layout.h"
+#include "attention_pack.h"
 #include "attention_paths.h"
 #include "attention_rows.h"
 #include "attention_schedule.h"
+#include "attention_softmax_tile.h"
 #include "attention_tile_mask.h"
+#include "widen_rows.h"
 
 namespace maskattn {
 namespace cpu {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kStreamedPvRows = kDotProductRows;  // above this, gemm_tile's register blocks win
+
+// out[r] = alpha[r] * out[r] + sum over j < n of p[r][j] v_j, for r < rows; dv a multiple of 8.
+// Each V row is read once, in order, as stored; the output rows stay in L1 between keys (V read in
+// column strips, as gemm_tile's register blocks read it, streamed from memory markedly slower).
+template <class Rows>
+void accumulate_pv_streamed(int64_t rows, int64_t n, const float* p, int64_t ldp, Rows v, int64_t ldv, int64_t dv,
+                            float* out, int64_t ldo, const float* alpha) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < dv; c += 8) store8(out + r * ldo + c, load8(out + r * ldo + c) * alpha[r]);
+  f32x8 pj[kStreamedPvRows];
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t r = 0; r < rows; ++r) pj[r] = f32x8{} + p[r * ldp + j];
+    for (int64_t c = 0; c < dv; c += 8) {
+      const f32x8 x = v.load(j * ldv + c);  // widened once for every row
+      for (int64_t r = 0; r < rows; ++r) store8(out + r * ldo + c, fma8(pj[r], x, load8(out + r * ldo + c)));
+    }
+  }
+}
 
 struct DecodeScratch {
-  FloatBuffer q, q_t, s_t, k, v, out, alpha, lse, bias, row_max, log_sum, keep;
+  FloatBuffer q, q_t, s_t, s, k, v, out, row_max, row_sum16, alpha, log_sum, bias;
   explicit DecodeScratch(const AttentionGeometry& g)
       : q(kLanes * g.d),
         q_t(g.d * kLanes),
         s_t(kBlockK * kLanes),
+        s(kLanes * kBlockK),
         k(kBlockK * g.d),
         v(kBlockK * g.dv_pad),
         out(kLanes * g.dv_pad),
-        alpha(kLanes),
-        lse(kLanes),
-        bias(kBlockK),
         row_max(kLanes),
+        row_sum16(kLanes * kLanes),
+        alpha(kLanes),
         log_sum(kLanes),
-        keep(kLanes * kBlockK) {}
+        bias(2 * kBlockK) {}
 };
 
 struct DecodeItem {
@@ -47,123 +70,103 @@ struct DecodeItem {
   DecodeScratch& w;
   int64_t b, hk;
 
-  int64_t rows() const { return g.group * g.q_len; }  // lane l: head l / q_len of the group, row l % q_len
-  int64_t head(int64_t lane) const { return hk * g.group + lane / g.q_len; }
-  int64_t out_row(int64_t lane) const { return (b * g.heads + head(lane)) * g.q_len + lane % g.q_len; }
+  int64_t rows() const { return g.group * g.q_len; }  // row r: head r / q_len of the group, query r % q_len
+  int64_t head(int64_t r) const { return hk * g.group + r / g.q_len; }
+  int64_t out_row(int64_t r) const { return (b * g.heads + head(r)) * g.q_len + r % g.q_len; }
 
-  // q rows (R x d) and their transpose, one lane per row (d x 16), scaled; padded query rows
+  // q rows (R x d), scaled, and for the lane product their transpose (d x 16); padded query rows
   // and unused lanes are zero.
   void load_q() const {
     const int64_t live = g.live_rows_in(p.mask, b, 0);
     float *q = w.q.get(), *q_t = w.q_t.get();
     std::fill(q, q + rows() * g.d, 0.f);
     std::fill(q_t, q_t + g.d * kLanes, 0.f);
-    for (int64_t lane = 0; lane < rows(); ++lane) {
-      if (lane % g.q_len >= live) continue;
-      const int64_t off = b * p.q_stride_b + head(lane) * p.q_stride_h + (lane % g.q_len) * p.q_stride_i;
-      load_row_f32(p.dtype, p.q, off, g.d, (float)p.scale, q + lane * g.d, g.d);
-      for (int64_t c = 0; c < g.d; ++c) q_t[c * kLanes + lane] = q[lane * g.d + c];
+    for (int64_t r = 0; r < rows(); ++r) {
+      if (r % g.q_len >= live) continue;
+      const int64_t off = b * p.q_stride_b + head(r) * p.q_stride_h + (r % g.q_len) * p.q_stride_i;
+      load_row_f32(p.dtype, p.q, off, g.d, (float)p.scale, q + r * g.d, g.d);
+      if (!scores_by_dot_products(p))
+        for (int64_t c = 0; c < g.d; ++c) q_t[c * kLanes + r] = q[r * g.d + c];
     }
   }
 
-  // S^T (keys x 16) of key tile kt, masked; keys past the sequence's length are -inf.
-  int64_t scores_t(int64_t kt, TileState state) const {
-    const int64_t n = g.keys_in(kt), live = g.live_keys_in(p.mask, b, kt), j0 = kt * kBlockK;
+  // The scores of key tile kt in w.s (R x cols, row stride kBlockK), masked; keys past the
+  // sequence's length are -inf. Returns cols (the tile's keys rounded up to 16).
+  int64_t scores(int64_t kt, TileState state) const {
+    const int64_t n = g.keys_in(kt), cols = round_up16(n), live = g.live_keys_in(p.mask, b, kt), j0 = kt * kBlockK;
     const int64_t k_off = b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j;
-    const float* k = static_cast<const float*>(p.k) + k_off;
-    int64_t ldk = p.k_stride_j;
-    if (p.dtype != ScalarKind::Float32) {
-      for (int64_t j = 0; j < live; ++j)
-        load_row_f32(p.dtype, p.k, k_off + j * p.k_stride_j, g.d, 1.f, w.k.get() + j * g.d, g.d);
-      k = w.k.get(), ldk = g.d;
-    }
-    float* s_t = w.s_t.get();
+    float* s = w.s.get();
     if (scores_by_dot_products(p)) {
-      // few rows: dot products along d (vector loads of K) beat broadcasting K into 16 lanes
-      for (int64_t j = 0; j < live; ++j) store16(s_t + j * kLanes, splat16(0.f));  // unused lanes
-      dot_product_scores(w.q.get(), g.d, rows(), k, ldk, live, g.d, s_t, 1, kLanes);
+      with_rows_of(p.dtype, p.k, k_off, [&](auto k) {
+        dot_product_scores(w.q.get(), g.d, rows(), k, p.k_stride_j, live, g.d, s, kBlockK, 1);
+      });
     } else {
-      gemm_tile(live, kLanes, g.d, GemmA{k, ldk, 1}, w.q_t.get(), kLanes, s_t, kLanes, GemmInto::Overwrite);
+      // many rows: K broadcast into the 16 row lanes of S^T, then one transpose
+      const float* k = static_cast<const float*>(p.k) + k_off;
+      int64_t ldk = p.k_stride_j;
+      if (p.dtype != ScalarKind::Float32) {
+        for (int64_t j = 0; j < live; ++j)
+          load_row_f32(p.dtype, p.k, k_off + j * p.k_stride_j, g.d, 1.f, w.k.get() + j * g.d, g.d);
+        k = w.k.get(), ldk = g.d;
+      }
+      gemm_tile(live, kLanes, g.d, GemmA{k, ldk, 1}, w.q_t.get(), kLanes, w.s_t.get(), kLanes, GemmInto::Overwrite);
+      transpose_words(reinterpret_cast<const uint32_t*>(w.s_t.get()), kLanes, live, rows(),
+                      reinterpret_cast<uint32_t*>(s), kBlockK);
     }
-    for (int64_t j = live; j < n; ++j) store16(s_t + j * kLanes, splat16(kNegInf));
-    if (state == TileState::Partial) mask_lanes(j0, live, s_t);
-    return n;
-  }
-
-  // The MaskSpec on the transposed tile: lane by lane (R <= 16 rows), key by key.
-  void mask_lanes(int64_t j0, int64_t live, float* s_t) const {
-    const MaskSpec& m = p.mask;
-    for (int64_t lane = 0; lane < rows(); ++lane) {
-      const int64_t i = lane % g.q_len;
-      const KeyRange kr = m.key_range(b, i);
-      const int64_t lo = std::min(std::max<int64_t>(kr.begin - j0, 0), live);
-      const int64_t hi = std::max(std::min(kr.end - j0, live), lo);
-      for (int64_t j = 0; j < lo; ++j) s_t[j * kLanes + lane] = kNegInf;
-      for (int64_t j = hi; j < live; ++j) s_t[j * kLanes + lane] = kNegInf;
-      if (!m.has_elementwise() || lo == hi) continue;
-      float* bias = w.bias.get();
-      elementwise_row_bias(m, b, head(lane), i, j0, lo, hi, bias);
-      for (int64_t j = lo; j < hi; ++j) s_t[j * kLanes + lane] += bias[j];
-    }
+    for (int64_t r = 0; r < rows(); ++r) std::fill(s + r * kBlockK + live, s + r * kBlockK + cols, kNegInf);
+    // a Full last tile may still have padding lanes past k_len to drop
+    if (state == TileState::Partial || cols != n)
+      for (int64_t hh = 0; hh < g.group; ++hh)
+        mask_score_tile(p.mask, b, hk * g.group + hh, 0, g.q_len, j0, cols, g.k_len, s + hh * g.q_len * kBlockK,
+                        kBlockK, w.bias.get());
+    return cols;
   }
 
   void run(const TileSpan& span) const {
-    float *out = w.out.get(), *alpha = w.alpha.get(), *s_t = w.s_t.get();
-    f32x16 m = splat16(kNegInf), l = splat16(0.f);
+    float *out = w.out.get(), *s = w.s.get(), *m = w.row_max.get(), *l16 = w.row_sum16.get();
+    float *alpha = w.alpha.get(), *log_sum = w.log_sum.get();
     load_q();
+    std::fill(m, m + kLanes, kNegInf);  // whole vectors: online_softmax_tile reads 16 rows at once
+    std::fill(alpha, alpha + kLanes, 0.f);
+    std::fill(l16, l16 + rows() * kLanes, 0.f);
     std::fill(out, out + rows() * g.dv_pad, 0.f);
     for (int64_t kt = span.first; kt <= span.last && span.non_empty > 0; ++kt) {
       const TileState state = tile_state(p.mask, g, b, 0, kt);
       if (state == TileState::Empty) continue;
-      const int64_t n = scores_t(kt, state);
-      // online softmax, one lane per query row
-      f32x16 mx = m;
-      for (int64_t j = 0; j < n; ++j) mx = max16(mx, load16(s_t + j * kLanes));
-      const i32x16 alive = less16(splat16(kNegInf), mx);  // lanes with an allowed key so far
-      const f32x16 a = select16(alive, exp16(m - mx), splat16(1.f));
-      f32x16 sum = splat16(0.f);
-      for (int64_t j = 0; j < n; ++j) {
-        const f32x16 e = select16(alive, exp16(load16(s_t + j * kLanes) - mx), splat16(0.f));
-        store16(s_t + j * kLanes, e);
-        sum += e;
-      }
-      l = l * a + sum, m = mx;
-      store16(alpha, a);
-      if (p.dropout.enabled) drop_lanes(kt * kBlockK, n, s_t);  // after the sums: lse and weights stay undropped
+      const int64_t cols = scores(kt, state);
+      online_softmax_tile(rows(), cols, s, kBlockK, m, l16, alpha);
+      if (p.dropout.enabled)  // after the row sums: they, lse and the weights stay undropped
+        for (int64_t hh = 0; hh < g.group; ++hh)
+          dropout_tile(p.dropout, b, hk * g.group + hh, 0, g.q_len, kt * kBlockK, g.keys_in(kt), 1.f,
+                       s + hh * g.q_len * kBlockK, kBlockK);
       const int64_t live = g.live_keys_in(p.mask, b, kt);
-      gemm_tile(rows(), g.dv_pad, live, GemmA{s_t, 1, kLanes}, v_rows(kt, live), v_stride(), out, g.dv_pad,
-                GemmInto::ScaleRowsAccumulate, alpha);
+      if (rows() <= kStreamedPvRows && g.dv % 8 == 0) {
+        const int64_t v_off = b * p.v_stride_b + hk * p.v_stride_h + kt * kBlockK * p.v_stride_j;
+        with_rows_of(p.dtype, p.v, v_off, [&](auto v) {
+          accumulate_pv_streamed(rows(), live, s, kBlockK, v, p.v_stride_j, g.dv, out, g.dv_pad, alpha);
+        });
+      } else {
+        gemm_tile(rows(), g.dv_pad, live, GemmA{s, kBlockK, 1}, v_rows(kt, live), v_stride(), out, g.dv_pad,
+                  GemmInto::ScaleRowsAccumulate, alpha);
+      }
     }
-    for (int64_t lane = 0; lane < rows(); ++lane) {
-      const int64_t dst = out_row(lane);
-      float* row_max = w.row_max.get();
-      float* log_sum = w.log_sum.get();
-      row_max[lane] = m[lane];
-      if (l[lane] > 0.f) {
-        store_row(p.dtype, out + lane * g.dv_pad, g.dv, (float)p.dropout.scale / l[lane], p.out, dst * g.dv);
-        log_sum[lane] = std::log(l[lane]);
-        w.lse.get()[lane] = m[lane] + log_sum[lane];
+    for (int64_t r = 0; r < rows(); ++r) {
+      const int64_t dst = out_row(r);
+      const float l = tree_sum16(load16(l16 + r * kLanes));
+      if (l > 0.f) {
+        store_row(p.dtype, out + r * g.dv_pad, g.dv, (float)p.dropout.scale / l, p.out, dst * g.dv);
+        log_sum[r] = std::log(l);
+        p.lse[dst] = m[r] + log_sum[r];
       } else {
         zero_row(p.dtype, p.out, dst * g.dv, g.dv);
-        row_max[lane] = kNegInf;
-        log_sum[lane] = 0.f;
-        w.lse.get()[lane] = kNegInf;
+        m[r] = kNegInf;
+        log_sum[r] = 0.f;
+        p.lse[dst] = kNegInf;
       }
-      p.lse[dst] = w.lse.get()[lane];
-      p.row_stats[2 * dst] = row_max[lane];
-      p.row_stats[2 * dst + 1] = log_sum[lane];
+      p.row_stats[2 * dst] = m[r];
+      p.row_stats[2 * dst + 1] = log_sum[r];
     }
     if (p.weights) write_weights(span);
-  }
-
-  // Dropout of the transposed probabilities of key tile j0 (n keys), one lane (query row) at a time.
-  void drop_lanes(int64_t j0, int64_t n, float* s_t) const {
-    float* keep = w.keep.get();
-    uint64_t e0[kLanes];
-    for (int64_t lane = 0; lane < rows(); ++lane) e0[lane] = p.dropout.element(b, head(lane), lane % g.q_len, j0);
-    dropout_rows(p.dropout, e0, rows(), n, 1.f, keep, kBlockK);
-    for (int64_t lane = 0; lane < rows(); ++lane)
-      for (int64_t j = 0; j < n; ++j) s_t[j * kLanes + lane] *= keep[lane * kBlockK + j];
   }
 
   bool v_direct() const { return p.dtype == ScalarKind::Float32 && g.dv % kLanes == 0; }
@@ -176,24 +179,20 @@ struct DecodeItem {
     return w.v.get();
   }
 
+  // Probabilities exp((s - m) - log l) recomputed tile by tile; zeros where tiles are empty.
   void write_weights(const TileSpan& span) const {
-    const f32x16 m = load16_partial(w.row_max.get(), (int)rows(), kNegInf);
-    const f32x16 log_sum = load16_partial(w.log_sum.get(), (int)rows(), 0.f);
-    const i32x16 alive = less16(splat16(kNegInf), m);
-    float* s_t = w.s_t.get();
+    float* s = w.s.get();
     for (int64_t kt = 0; kt < g.k_tiles; ++kt) {
       const int64_t j0 = kt * kBlockK, n = g.keys_in(kt);
       const TileState state = kt < span.first || kt > span.last ? TileState::Empty : tile_state(p.mask, g, b, 0, kt);
       if (state == TileState::Empty) {
-        for (int64_t lane = 0; lane < rows(); ++lane) zero_row(p.dtype, p.weights, out_row(lane) * g.k_len + j0, n);
+        for (int64_t r = 0; r < rows(); ++r) zero_row(p.dtype, p.weights, out_row(r) * g.k_len + j0, n);
         continue;
       }
-      scores_t(kt, state);
-      for (int64_t j = 0; j < n; ++j)
-        store16(s_t + j * kLanes, select16(alive, exp16((load16(s_t + j * kLanes) - m) - log_sum), splat16(0.f)));
-      for (int64_t lane = 0; lane < rows(); ++lane)
-        for (int64_t j = 0; j < n; ++j)
-          store_element(p.dtype, p.weights, out_row(lane) * g.k_len + j0 + j, s_t[j * kLanes + lane]);
+      const int64_t cols = scores(kt, state);
+      probabilities_from_stats(rows(), cols, s, kBlockK, w.row_max.get(), w.log_sum.get());
+      for (int64_t r = 0; r < rows(); ++r)
+        store_row(p.dtype, s + r * kBlockK, n, 1.f, p.weights, out_row(r) * g.k_len + j0);
     }
   }
 };

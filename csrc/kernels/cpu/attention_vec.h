@@ -1,5 +1,5 @@
 // Horizontal reductions: of one 16-lane vector as a tree of halving steps (4 dependent operations
-// instead of vec16.h's 16, once per row of every score tile), and of 16 vectors at once.
+// instead of vec16.h's 16, once per row of every score tile), and of 8 vectors at once.
 #pragma once
 #include "vec16.h"
 
@@ -26,25 +26,22 @@ inline float tree_sum16(f32x16 v) {
   return c[0] + c[1];
 }
 
-// Lane j of the result is the sum of the lanes of v[j]. Each vector's halves are added, then
-// three steps of shuffle-and-add each pair halves of two vectors; after them the lanes of each
-// group of 8 come out in bit-reversed order, which reading the inputs in that order undoes.
-inline f32x16 sum_lanes_of_16(const f32x16* v) {
+// Lane j of the result is the sum of the lanes of v[j]: three steps of shuffle-and-add, each
+// pairing halves of two vectors; after them the lanes come out in bit-reversed order, which
+// reading the inputs in that order undoes.
+inline f32x8 sum_lanes_of_8(const f32x8* v) {
   constexpr int kRev[8] = {0, 4, 2, 6, 1, 5, 3, 7};
-  f32x8 out[2];
-  for (int g = 0; g < 2; ++g) {
-    f32x8 s[8], t[4], u[2];
-    for (int i = 0; i < 8; ++i) s[i] = v[8 * g + kRev[i]].lo + v[8 * g + kRev[i]].hi;
-    for (int i = 0; i < 4; ++i)
-      t[i] = __builtin_shufflevector(s[2 * i], s[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
-             __builtin_shufflevector(s[2 * i], s[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15);
-    for (int i = 0; i < 2; ++i)
-      u[i] = __builtin_shufflevector(t[2 * i], t[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
-             __builtin_shufflevector(t[2 * i], t[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
-    out[g] = __builtin_shufflevector(u[0], u[1], 0, 8, 2, 10, 4, 12, 6, 14) +
-             __builtin_shufflevector(u[0], u[1], 1, 9, 3, 11, 5, 13, 7, 15);
+  f32x8 t[4], u[2];
+  for (int i = 0; i < 4; ++i) {
+    const f32x8 a = v[kRev[2 * i]], b = v[kRev[2 * i + 1]];
+    t[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
   }
-  return {out[0], out[1]};
+  for (int i = 0; i < 2; ++i)
+    u[i] = __builtin_shufflevector(t[2 * i], t[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+           __builtin_shufflevector(t[2 * i], t[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+  return __builtin_shufflevector(u[0], u[1], 0, 8, 2, 10, 4, 12, 6, 14) +
+         __builtin_shufflevector(u[0], u[1], 1, 9, 3, 11, 5, 13, 7, 15);
 }
 
 }  // namespace cpu

@@ -3,6 +3,8 @@
 // scalar conversions in scalar_kind.h (round to nearest even, overflow to inf, subnormals exact,
 // NaN kept as a quiet NaN).
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -42,7 +44,14 @@ inline f32x8 half_x8_to_float(u16x8 h) {
 }
 
 // bf16 is the top half of a float: widen and shift.
-inline f32x8 bf16x8_to_float(u16x8 h) { return (f32x8)(__builtin_convertvector(h, u32x8) << 16); }
+inline f32x8 bf16x8_to_float(u16x8 h) {
+#ifdef __AVX2__
+  // one vpmovzxwd over all 8 (GCC splits the generic conversion into two 4-lane halves)
+  return (f32x8)_mm256_slli_epi32(_mm256_cvtepu16_epi32((__m128i)h), 16);
+#else
+  return (f32x8)(__builtin_convertvector(h, u32x8) << 16);
+#endif
+}
 
 // float -> bf16 bits, round to nearest even; a NaN keeps its top bits with the quiet bit set.
 inline u16x8 float_to_bf16x8(f32x8 x) {

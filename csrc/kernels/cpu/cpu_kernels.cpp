@@ -64,9 +64,10 @@ std::vector<KernelPath> cpu_kernel_paths() {
   return {
       {"attention float32 products", f32},
       {"attention bfloat16 products",
-       k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (decoding: bf16 widened to fp32, " + f32 + ")"
-                   : "bf16 widened to fp32, " + f32},
+       k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (decoding aside)" : "bf16 widened to fp32, " + f32},
       {"attention float16 products", "fp16 widened to fp32, " + f32},
+      {"attention decoding", std::string("K and V rows streamed as stored, 16-bit widened in registers, ") +
+                                 baseline_vectors() + " (over 8 query rows per kv head: " + f32 + ")"},
       {"attention softmax tiles", k.softmax_isa ? k.softmax_isa : baseline_vectors()},
       {"masked_softmax, masking, conversions",
        k.row_exp_sum ? std::string(baseline_vectors()) + "; exp pass avx512f" : std::string(baseline_vectors())},

@@ -8,7 +8,7 @@ import torch
 
 from maskattn import build_info as ma_build_info
 
-from . import attention_cpu, attention_cuda, attention_packed, end_to_end, masks, softmax
+from . import attention_cpu, attention_cuda, attention_packed, decode, end_to_end, masks, softmax
 from .allocator import keep_freed_memory
 from .devices import DEVICE_CHOICES, annotate_rows, device_name, resolve_devices
 from .harness import run_case
@@ -19,14 +19,15 @@ from .report import build_report, junit_counts, run_tests, source_root
 from .table import render
 from .timing import plan_for
 
-FAMILIES = ("masks", "softmax", "attention", "packed", "models")
+FAMILIES = ("masks", "softmax", "attention", "decode", "packed", "models")
 
 
 def scenario_cases(family: str, device: torch.device, quick: bool):
     if family == "attention":
         module = attention_cuda if device.type == "cuda" else attention_cpu
     else:
-        module = {"masks": masks, "softmax": softmax, "packed": attention_packed, "models": end_to_end}[family]
+        module = {"masks": masks, "softmax": softmax, "decode": decode, "packed": attention_packed,
+                  "models": end_to_end}[family]
     return module.cases(device, quick)
 
 

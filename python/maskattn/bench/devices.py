@@ -68,6 +68,8 @@ def row_path(row: dict, cpu_kernels: dict) -> str:
     # ran maskattn's kernels too
     if not (row.get("ours") or str(row.get("method", "")).startswith("maskattn")):
         return f"torch {row.get('torch_cpu_capability', '')}".strip()
+    if row.get("family") == "decode":
+        return cpu_kernels.get("attention decoding", "")
     if row.get("family") in ("attention", "packed", "models"):
         products = cpu_kernels.get(f"attention {row.get('dtype')} products", "")
         softmax = cpu_kernels.get("attention softmax tiles")
