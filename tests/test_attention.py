@@ -131,8 +131,9 @@ def test_gqa_groups_and_decoding(device, h, hkv, lq):
 def test_decoding_shapes(device, h, hkv, lq, d, dv, kind):
     """Few query rows per kv head (1 to 16 stacked rows): scores by dot products (head sizes that are
     multiples of 8) or by the lane product, V streamed row by row (up to 8 rows, dv a multiple of 8)
-    or by the tile product; K and V strided as a (B, L, H, D) cache is, lengths off every block size."""
-    b, lk = 2, 1000
+    or by the tile product; K and V strided as a (B, L, H, D) cache is, lengths off every block size,
+    keys in three chunks (merged partial results; random lengths leave some chunks wholly masked)."""
+    b, lk = 2, 2500
     kw = mask_kwargs(kind, b, h, lq, lk, device)
     for dtype in dtypes_for(device):
         q = torch.randn(b, h, lq, d, device=device).to(dtype).requires_grad_()
@@ -168,6 +169,23 @@ def test_backward_deterministic_under_every_schedule():
             assert all(torch.equal(a, b) for a, b in zip(first, second))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_decoding_chunks_give_the_same_bits_on_any_thread_count():
+    """The key chunks of the decoding forward are cut by the shapes alone: out, lse and weights are
+    bitwise the same on 1, 2 and the default number of threads (batch 1, one kv head: one item)."""
+    q, k, v = qkv(1, 4, 1, 1, 3000, 64, 64, "cpu", torch.bfloat16, requires_grad=False)
+    kw = {"k_lengths": torch.tensor([2900]), "align": "bottom_right", "window": (2200, 0)}
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in sorted({1, 2, threads}):
+            torch.set_num_threads(n)
+            runs.append(ma.masked_attention(q, k, v, return_weights=True, return_lse=True, **kw))
+    finally:
+        torch.set_num_threads(threads)
+    check_against_reference(q, k, v, "chunked decode", grads=False, **kw)
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
 
 
 @pytest.mark.parametrize("device", DEVICES)

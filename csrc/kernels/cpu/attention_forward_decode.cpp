@@ -5,7 +5,9 @@
 // one score tile. Scores come from the K rows as stored: by dot products along d, widening 16-bit
 // keys in registers (R <= 8), or else as S^T = K Q^T with each row in a lane of a vector,
 // transposed once. From there the tile is the main forward's: row-major softmax steps
-// vectorised over keys, then O += P V, streaming V rows as stored (R <= 8).
+// vectorised over keys, then O += P V, streaming V rows as stored (R <= 8). Long spans of keys
+// are cut into chunks whose partial results (output, max, sum per row) are merged at the end.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -27,6 +29,7 @@ namespace cpu {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kChunkTiles = 16;  // key tiles a work item takes (1024 keys); its partial result is small beside them
 constexpr int64_t kStreamedPvRows = kDotProductRows;  // above this, gemm_tile's register blocks win
 
 // out[r] = alpha[r] * out[r] + sum over j < n of p[r][j] v_j, for r < rows; dv a multiple of 8.
@@ -122,15 +125,19 @@ struct DecodeItem {
     return cols;
   }
 
-  void run(const TileSpan& span) const {
-    float *out = w.out.get(), *s = w.s.get(), *m = w.row_max.get(), *l16 = w.row_sum16.get();
-    float *alpha = w.alpha.get(), *log_sum = w.log_sum.get();
+  // Floats of one chunk's partial result: out (R x dv_pad), then each row's max and sum.
+  int64_t partial_floats() const { return rows() * (g.dv_pad + 2); }
+
+  // Key tiles [first, last] into a partial result: the unnormalised output rows and, per row, the
+  // running max m of the scores and the sum l of exp(s - m) (m = -inf, l = 0: no allowed key).
+  void attend_chunk(int64_t first, int64_t last, float* partial) const {
+    float *out = partial, *s = w.s.get(), *m = w.row_max.get(), *l16 = w.row_sum16.get(), *alpha = w.alpha.get();
     load_q();
     std::fill(m, m + kLanes, kNegInf);  // whole vectors: online_softmax_tile reads 16 rows at once
     std::fill(alpha, alpha + kLanes, 0.f);
     std::fill(l16, l16 + rows() * kLanes, 0.f);
     std::fill(out, out + rows() * g.dv_pad, 0.f);
-    for (int64_t kt = span.first; kt <= span.last && span.non_empty > 0; ++kt) {
+    for (int64_t kt = first; kt <= last; ++kt) {
       const TileState state = tile_state(p.mask, g, b, 0, kt);
       if (state == TileState::Empty) continue;
       const int64_t cols = scores(kt, state);
@@ -150,11 +157,38 @@ struct DecodeItem {
                   GemmInto::ScaleRowsAccumulate, alpha);
       }
     }
+    float* stats = partial + rows() * g.dv_pad;
     for (int64_t r = 0; r < rows(); ++r) {
+      stats[r] = m[r];
+      stats[rows() + r] = tree_sum16(load16(l16 + r * kLanes));
+    }
+  }
+
+  // The output, lse and row statistics from the item's `count` chunk partials, in key order:
+  // m = max m_c, l = sum l_c exp(m_c - m), out = sum out_c exp(m_c - m) / l. One chunk gives its
+  // own values, bit for bit (factor exp(0) = 1).
+  void finish(const float* partials, int64_t count, const TileSpan& span) const {
+    float *acc = w.out.get(), *m = w.row_max.get(), *log_sum = w.log_sum.get();
+    const int64_t stride = partial_floats();
+    for (int64_t r = 0; r < rows(); ++r) {
+      float mx = kNegInf;
+      for (int64_t c = 0; c < count; ++c) mx = std::max(mx, partials[c * stride + rows() * g.dv_pad + r]);
+      float l = 0.f;
+      std::fill(acc, acc + g.dv_pad, 0.f);
+      for (int64_t c = 0; mx != kNegInf && c < count; ++c) {
+        const float* part = partials + c * stride;
+        const float mc = part[rows() * g.dv_pad + r];
+        if (mc == kNegInf) continue;  // no allowed key in this chunk
+        const float f = std::exp(mc - mx);
+        l += part[rows() * g.dv_pad + rows() + r] * f;
+        const f32x16 f16 = splat16(f);
+        for (int64_t c2 = 0; c2 < g.dv_pad; c2 += kLanes)
+          store16(acc + c2, fma16(load16(part + r * g.dv_pad + c2), f16, load16(acc + c2)));
+      }
       const int64_t dst = out_row(r);
-      const float l = tree_sum16(load16(l16 + r * kLanes));
       if (l > 0.f) {
-        store_row(p.dtype, out + r * g.dv_pad, g.dv, (float)p.dropout.scale / l, p.out, dst * g.dv);
+        store_row(p.dtype, acc, g.dv, (float)p.dropout.scale / l, p.out, dst * g.dv);
+        m[r] = mx;
         log_sum[r] = std::log(l);
         p.lse[dst] = m[r] + log_sum[r];
       } else {
@@ -166,7 +200,10 @@ struct DecodeItem {
       p.row_stats[2 * dst] = m[r];
       p.row_stats[2 * dst + 1] = log_sum[r];
     }
-    if (p.weights) write_weights(span);
+    if (p.weights) {
+      load_q();  // this thread's last chunk may have been another item's
+      write_weights(span);
+    }
   }
 
   bool v_direct() const { return p.dtype == ScalarKind::Float32 && g.dv % kLanes == 0; }
@@ -205,13 +242,32 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
   const AttentionGeometry g = geometry_of(p, std::max<int64_t>(p.q_len, 1));  // one query tile
   const std::vector<TileSpan> spans = key_spans_of_query_tiles(p.mask, g);
   const int64_t items = g.batch * g.kv_heads;
+  // Each item's key span cut into chunks of kChunkTiles, merged after: a few long sequences (batch
+  // 1, few kv heads) still give every thread work. The cut depends on the shapes only, never on
+  // the thread count, so the result does not either.
+  std::vector<int64_t> first_chunk(items + 1, 0);
+  for (int64_t it = 0; it < items; ++it) {
+    const TileSpan& span = spans[it / g.kv_heads];
+    const int64_t chunks = span.non_empty > 0 ? ceil_div(span.last - span.first + 1, kChunkTiles) : 0;
+    first_chunk[it + 1] = first_chunk[it] + chunks;
+  }
+  const int64_t rows = g.group * g.q_len, partial_floats = rows * (g.dv_pad + 2);
+  FloatBuffer partials(first_chunk[items] * partial_floats);
 #pragma omp parallel
   {
     DecodeScratch scratch(g);
 #pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < first_chunk[items]; ++c) {
+      const int64_t it = std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1;
+      const int64_t b = it / g.kv_heads, first = spans[b].first + (c - first_chunk[it]) * kChunkTiles;
+      DecodeItem{p, g, scratch, b, it % g.kv_heads}.attend_chunk(
+          first, std::min(spans[b].last, first + kChunkTiles - 1), partials.get() + c * partial_floats);
+    }
+#pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t b = it / g.kv_heads;
-      DecodeItem{p, g, scratch, b, it % g.kv_heads}.run(spans[b]);
+      DecodeItem{p, g, scratch, b, it % g.kv_heads}.finish(partials.get() + first_chunk[it] * partial_floats,
+                                                          first_chunk[it + 1] - first_chunk[it], spans[b]);
     }
   }
 }
