@@ -126,7 +126,7 @@ def test_gqa_groups_and_decoding(device, h, hkv, lq):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("h,hkv,lq,d,dv", [(4, 4, 1, 128, 128), (32, 8, 1, 128, 128), (8, 1, 1, 64, 64),
                                            (4, 2, 3, 40, 24), (6, 1, 1, 48, 20), (12, 1, 1, 64, 64),
-                                           (16, 1, 1, 36, 40), (4, 4, 2, 20, 8)])
+                                           (16, 1, 1, 36, 40), (4, 4, 2, 20, 8), (2, 1, 2, 8, 16)])
 @pytest.mark.parametrize("kind", ["causal_padding_bottom_right", "key_mask_causal", "bool_mask"])
 def test_decoding_shapes(device, h, hkv, lq, d, dv, kind):
     """Few query rows per kv head (1 to 16 stacked rows): scores by dot products (head sizes that are
