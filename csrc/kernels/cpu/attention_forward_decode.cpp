@@ -246,28 +246,40 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
   // 1, few kv heads) still give every thread work. The cut depends on the shapes only, never on
   // the thread count, so the result does not either.
   std::vector<int64_t> first_chunk(items + 1, 0);
+  int64_t most_chunks = 0;
   for (int64_t it = 0; it < items; ++it) {
     const TileSpan& span = spans[it / g.kv_heads];
     const int64_t chunks = span.non_empty > 0 ? ceil_div(span.last - span.first + 1, kChunkTiles) : 0;
     first_chunk[it + 1] = first_chunk[it] + chunks;
+    most_chunks = std::max(most_chunks, chunks);
   }
   const int64_t rows = g.group * g.q_len, partial_floats = rows * (g.dv_pad + 2);
   FloatBuffer partials(first_chunk[items] * partial_floats);
+  const auto attend = [&](DecodeScratch& scratch, int64_t c) {
+    const int64_t it = std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1;
+    const int64_t b = it / g.kv_heads, first = spans[b].first + (c - first_chunk[it]) * kChunkTiles;
+    DecodeItem{p, g, scratch, b, it % g.kv_heads}.attend_chunk(first, std::min(spans[b].last, first + kChunkTiles - 1),
+                                                               partials.get() + c * partial_floats);
+  };
+  const auto finish = [&](DecodeScratch& scratch, int64_t it) {
+    const int64_t b = it / g.kv_heads;
+    DecodeItem{p, g, scratch, b, it % g.kv_heads}.finish(partials.get() + first_chunk[it] * partial_floats,
+                                                        first_chunk[it + 1] - first_chunk[it], spans[b]);
+  };
 #pragma omp parallel
   {
     DecodeScratch scratch(g);
+    if (most_chunks <= 1) {  // short caches: each item whole, finished at once (one loop, no barrier)
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t c = 0; c < first_chunk[items]; ++c) {
-      const int64_t it = std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1;
-      const int64_t b = it / g.kv_heads, first = spans[b].first + (c - first_chunk[it]) * kChunkTiles;
-      DecodeItem{p, g, scratch, b, it % g.kv_heads}.attend_chunk(
-          first, std::min(spans[b].last, first + kChunkTiles - 1), partials.get() + c * partial_floats);
-    }
+      for (int64_t it = 0; it < items; ++it) {
+        if (first_chunk[it + 1] > first_chunk[it]) attend(scratch, first_chunk[it]);
+        finish(scratch, it);
+      }
+    } else {
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t b = it / g.kv_heads;
-      DecodeItem{p, g, scratch, b, it % g.kv_heads}.finish(partials.get() + first_chunk[it] * partial_floats,
-                                                          first_chunk[it + 1] - first_chunk[it], spans[b]);
+      for (int64_t c = 0; c < first_chunk[items]; ++c) attend(scratch, c);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) finish(scratch, it);
     }
   }
 }
