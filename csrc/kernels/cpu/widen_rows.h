@@ -2,8 +2,6 @@
 // straight into registers: kernels that stream K and V once (decoding) read them as stored,
 // without a widened copy. Widening is exact, so every type gives what its fp32 copy would.
 #pragma once
-#include <immintrin.h>
-
 #include <cstdint>
 
 #include "../../scalar_kind.h"
@@ -22,17 +20,9 @@ struct RowsBf16 {
   f32x8 load(int64_t at) const { return bf16x8_to_float(load_u16x8(p + at)); }
 };
 
-// F16C where the baseline has it (x86-64-v3): one instruction for 8 halves. For arithmetic only:
-// it quiets a signalling NaN, which the bit-exact half_x8_to_float keeps.
 struct RowsF16 {
   const uint16_t* p;
-  f32x8 load(int64_t at) const {
-#ifdef __F16C__
-    return (f32x8)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at)));
-#else
-    return half_x8_to_float(load_u16x8(p + at));
-#endif
-  }
+  f32x8 load(int64_t at) const { return half_x8_to_float(load_u16x8(p + at)); }
 };
 
 // Calls f with the rows of `kind` starting `offset` elements into base (a 16-bit type other than
