@@ -1,7 +1,7 @@
 // fp32 <-> fp16 / bf16 element conversions written without branches, so whole rows convert in
 // vector registers (8 lanes at a time) on every instruction set; each gives the same bits as the
 // scalar conversions in scalar_kind.h (round to nearest even, overflow to inf, subnormals exact,
-// NaN kept as a quiet NaN).
+// NaN kept as a quiet NaN), except that fp16 widening by F16C quiets a signalling NaN.
 #pragma once
 #include <immintrin.h>
 
