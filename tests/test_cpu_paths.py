@@ -320,6 +320,11 @@ def test_scratch_reused_across_shapes_and_threads():
     assert not errors, errors
     for idx, got in results.values():
         assert all(torch.equal(a, b) for a, b in zip(got, serial[idx]))
+    # the pool is kept per OpenMP thread number: trimming empties every part of it
+    pooled = _C._cpu_scratch_bytes()
+    assert pooled > 0
+    assert _C._trim_cpu_scratch() == pooled
+    assert _C._cpu_scratch_bytes() == 0
 
 
 def test_wide_instructions_only_in_their_microkernels():

@@ -1,10 +1,27 @@
 """Registers fake kernels and autograd for the compiled ops (torch.ops.maskattn.*)."""
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from . import _C  # noqa: F401  (loading the extension registers the op schemas and kernels)
 from . import _grads
 
 ops = torch.ops.maskattn
+
+
+def call_op(op, grad_inputs, *args):
+    """``op(*args)``; when none of ``grad_inputs`` needs a gradient, below the autograd key, as the
+    autograd kernel registered below would do after a round trip through Python (~10 us a call).
+    Under torch.compile the op is called as is, so the graph records it with its autograd."""
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and torch._C._any_requires_grad(*grad_inputs)):
+        return op(*args)
+    if _forward_ad._current_level >= 0 and any(
+            t is not None and _forward_ad.unpack_dual(t).tangent is not None for t in grad_inputs):
+        # the op has no forward-mode formula: its tangent would silently be lost
+        raise NotImplementedError(f"maskattn: {op._opname} does not support forward-mode AD (torch.func.jvp, "
+                                  "torch.autograd.forward_ad dual tensors); use reverse mode "
+                                  "(.backward() or torch.autograd.grad)")
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
 
 
 @torch.library.register_fake("maskattn::attention_mask")

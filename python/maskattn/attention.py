@@ -6,7 +6,7 @@ import torch
 
 from ._args import (as_tensor, check_dropout, check_key_mask, check_scale, check_tensor, split_align, split_segments,
                     split_window)
-from ._ops import ops
+from ._ops import call_op, ops
 
 
 def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
@@ -91,8 +91,8 @@ def attention_with_rng_state(q, k, v, *, mask=None, causal=False, align="top_lef
         check_tensor(t, name, fn)
     check_key_mask(key_mask, fn, k.shape[2])
     check_dropout(dropout_p, generator, fn)
-    out, lse, weights, _, rng_state = ops.masked_attention(q, k, v, mask, bool(causal), align_name, align_offset,
-                                                           left, right, q_lengths, k_lengths, key_mask, q_seg,
-                                                           k_seg, scale, bool(return_weights),
-                                                           float(dropout_p), generator)
+    out, lse, weights, _, rng_state = call_op(ops.masked_attention.default, (q, k, v, mask), q, k, v, mask,
+                                              bool(causal), align_name, align_offset, left, right, q_lengths,
+                                              k_lengths, key_mask, q_seg, k_seg, scale, bool(return_weights),
+                                              float(dropout_p), generator)
     return out, weights, lse, rng_state

@@ -3,7 +3,8 @@
 // Large blocks (packed K/V, fp32 copies of q and dout, the backward's dQ accumulators) would
 // otherwise be fresh pages on every call: each call would pay for faulting them in, often more
 // than the kernel itself when the allocator hands memory back to the OS. Freed blocks go to a
-// process-wide pool and the next call of a similar size takes them back. Thread-safe: a block
+// process-wide pool (sharded by OpenMP thread number, so a parallel region never waits on a lock)
+// and the next call of a similar size takes them back. Thread-safe: a block
 // belongs to one caller from acquire to release; calls from several threads get distinct blocks.
 #pragma once
 #include <cstddef>
