@@ -22,6 +22,7 @@
 #include "attention_schedule.h"
 #include "attention_softmax_tile.h"
 #include "attention_tile_mask.h"
+#include "parallel_grain.h"
 #include "widen_rows.h"
 
 namespace maskattn {
@@ -246,10 +247,11 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
   // 1, few kv heads) still give every thread work. The cut depends on the shapes only, never on
   // the thread count, so the result does not either.
   std::vector<int64_t> first_chunk(items + 1, 0);
-  int64_t most_chunks = 0;
+  int64_t most_chunks = 0, key_tiles = 0;
   for (int64_t it = 0; it < items; ++it) {
     const TileSpan& span = spans[it / g.kv_heads];
     const int64_t chunks = span.non_empty > 0 ? ceil_div(span.last - span.first + 1, kChunkTiles) : 0;
+    key_tiles += span.non_empty > 0 ? span.last - span.first + 1 : 0;
     first_chunk[it + 1] = first_chunk[it] + chunks;
     most_chunks = std::max(most_chunks, chunks);
   }
@@ -266,7 +268,8 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
     DecodeItem{p, g, scratch, b, it % g.kv_heads}.finish(partials.get() + first_chunk[it] * partial_floats,
                                                         first_chunk[it + 1] - first_chunk[it], spans[b]);
   };
-#pragma omp parallel
+  const int64_t work = key_tiles * kBlockK * rows * (g.d + g.dv);  // multiply-adds, at most
+#pragma omp parallel if (worth_parallel(first_chunk[items], work))
   {
     DecodeScratch scratch(g);
     if (most_chunks <= 1) {  // short caches: each item whole, finished at once (one loop, no barrier)

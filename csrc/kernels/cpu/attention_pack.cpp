@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "attention_rows.h"
+#include "parallel_grain.h"
 
 namespace maskattn {
 namespace cpu {
@@ -110,7 +111,7 @@ static PackedKeys pack_key_pairs(const AttentionFwdParams& p, const AttentionGeo
   }
   const uint16_t* k = static_cast<const uint16_t*>(p.k);
   const uint16_t* v = static_cast<const uint16_t*>(p.v);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(tiles, tiles * kBlockK * (g.d + g.dv)))
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t kt = t % g.k_tiles, bh = t / g.k_tiles, hk = bh % g.kv_heads, b = bh / g.kv_heads;
     const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
@@ -152,7 +153,7 @@ PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bo
     pk.v_t = FloatBuffer(tiles * g.dv * kBlockK);
     pk.k = FloatBuffer(tiles * kBlockK * g.d_pad);
   }
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(tiles, tiles * kBlockK * (g.d + g.dv)))
   {
     // fp32 rows of one tile, the staging area of the transposes
     FloatBuffer k_stage(kBlockK * g.d_pad), v_stage(kBlockK * g.dv_pad);

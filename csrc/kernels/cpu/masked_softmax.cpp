@@ -7,6 +7,7 @@
 #include "../masked_softmax.h"
 #include "attention_tile_mask.h"
 #include "attention_mask_grad.h"
+#include "parallel_grain.h"
 #include "row_convert.h"
 #include "softmax_rows.h"
 
@@ -131,7 +132,7 @@ void softmax_row_double(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int6
 
 void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p) {
   const int64_t rows = p.batch * p.heads * p.q_len;
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(rows, rows * p.k_len))
   {
     std::vector<float> buf(p.dtype == ScalarKind::Float64 ? 0 : p.k_len);
 #pragma omp for schedule(static)
@@ -193,7 +194,7 @@ void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
   // a mask gradient broadcast over batch, heads or rows: one item owns each of its elements
   const int64_t batch = p.rows / (p.heads * p.q_len);
   const OwnedItems items = owned_items(mg, batch, mg.stride_b, p.heads, mg.stride_h, p.q_len, mg.stride_i);
-#pragma omp parallel
+#pragma omp parallel if (worth_parallel(items.count(), items.count() * n))
   {
     std::vector<float> g(n), pr(n);
 #pragma omp for schedule(static)
