@@ -307,7 +307,7 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
     cost[it] = spans[b * g.q_tiles + qt].non_empty;
   }
   const std::vector<int64_t> order = schedule_order(cost, g.q_tiles);
-  const int64_t work = g.batch * g.heads * g.q_len * g.k_len * (g.d + g.dv);  // multiply-adds, unmasked
+  const double work = double(g.batch) * g.heads * g.q_len * g.k_len * (g.d + g.dv);  // multiply-adds, unmasked
 #pragma omp parallel if (worth_parallel(items, work))
   {
     ForwardScratch scratch(g, g.group * g.q_block, pairs);

@@ -268,7 +268,7 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
     DecodeItem{p, g, scratch, b, it % g.kv_heads}.finish(partials.get() + first_chunk[it] * partial_floats,
                                                         first_chunk[it + 1] - first_chunk[it], spans[b]);
   };
-  const int64_t work = key_tiles * kBlockK * rows * (g.d + g.dv);  // multiply-adds, at most
+  const double work = double(key_tiles) * kBlockK * rows * (g.d + g.dv);  // multiply-adds, at most
 #pragma omp parallel if (worth_parallel(first_chunk[items], work))
   {
     DecodeScratch scratch(g);

@@ -10,7 +10,8 @@ namespace cpu {
 constexpr int64_t kParallelGrain = 32768;
 
 // For `#pragma omp parallel if(...)`: more than one item and enough work to share.
-inline bool worth_parallel(int64_t items, int64_t work) { return items > 1 && work >= kParallelGrain; }
+// (work in double: a product of five sizes can pass int64 on no real input, but must not wrap)
+inline bool worth_parallel(int64_t items, double work) { return items > 1 && work >= double(kParallelGrain); }
 
 }  // namespace cpu
 }  // namespace maskattn
