@@ -93,8 +93,11 @@ def test_forward_backward_against_reference(device, kind, h, hkv, lq, lk):
         ref_out, ref_w, ref_lse = reference_attention(q, k, v, dropout_keep=keep, dropout_p=p, **kw)
         same_out, same_w, _ = reference_attention(q, k, v, dropout_keep=keep, dropout_p=p, upcast=False, **kw)
         what = f"{kind} {h}/{hkv} {lq}x{lk} {dtype} p={p:.2f}"
-        assert_rule(out, ref_out, same_out, f"out {what}")
-        assert_rule(weights, ref_w, same_w, f"weights {what}")
+        # float32: the flash accumulation's few ulp of the largest value (times 1/(1-p) here), as in
+        # test_attention, so the relative floor as well as twice torch's error
+        fp32 = out.dtype == torch.float32
+        assert_rule(out, ref_out, same_out, f"out {what}", relative=fp32)
+        assert_rule(weights, ref_w, same_w, f"weights {what}", relative=fp32)
         live = torch.isfinite(ref_lse)
         assert torch.equal(live, torch.isfinite(lse)) and bool(((lse - ref_lse)[live].abs() <= 1e-4).all()), f"lse {what}"
         g = torch.randn_like(out)
