@@ -126,12 +126,14 @@ def test_gqa_groups_and_decoding(device, h, hkv, lq):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("h,hkv,lq,d,dv", [(4, 4, 1, 128, 128), (32, 8, 1, 128, 128), (8, 1, 1, 64, 64),
                                            (4, 2, 3, 40, 24), (6, 1, 1, 48, 20), (12, 1, 1, 64, 64),
-                                           (16, 1, 1, 36, 40), (4, 4, 2, 20, 8), (2, 1, 2, 8, 16)])
+                                           (16, 1, 1, 36, 40), (4, 4, 2, 20, 8), (2, 1, 2, 8, 16),
+                                           (5, 1, 1, 48, 48), (2, 1, 1, 64, 136)])
 @pytest.mark.parametrize("kind", ["causal_padding_bottom_right", "key_mask_causal", "bool_mask"])
 def test_decoding_shapes(device, h, hkv, lq, d, dv, kind):
     """Few query rows per kv head (1 to 16 stacked rows): scores by dot products (head sizes that are
-    multiples of 8) or by the lane product, V streamed row by row (up to 8 rows, dv a multiple of 8)
-    or by the tile product; K and V strided as a (B, L, H, D) cache is, lengths off every block size,
+    multiples of 8) or by the lane product, V streamed row by row (up to 8 rows, dv a multiple of 8:
+    output rows in registers, in groups with one left over, or in L1 past 128 values) or by the tile
+    product; K and V strided as a (B, L, H, D) cache is, lengths off every block size,
     keys in three chunks (merged partial results; random lengths leave some chunks wholly masked)."""
     b, lk = 2, 2500
     kw = mask_kwargs(kind, b, h, lq, lk, device)

@@ -53,8 +53,9 @@ def test_attention_on_every_path(cpu_path, dtype):
 
 
 def test_avx2_and_avx512_paths_agree_bit_for_bit():
-    """The attention tiles' softmax steps, masked_softmax's exp pass (and the fp32 tile products) of
-    the avx512 path do the avx2 path's operations in the same order in wider registers: on fresh
+    """The attention tiles' softmax steps, masked_softmax's exp pass, the decoding forward's P V (and
+    the fp32 tile products) of the avx512 path do the avx2 path's operations in the same order in
+    wider or more registers: on fresh
     inputs with masked rows, an additive mask, scores large enough to exercise exp's range, both
     give the same bits."""
     if "avx512" not in SUPPORTED:
@@ -65,6 +66,9 @@ def test_avx2_and_avx512_paths_agree_bit_for_bit():
     kw = {"mask": torch.randn(2, 1, 150, 131) * 5, "causal": True, "k_lengths": torch.tensor([131, 40])}
     scores, scores_mask = torch.randn(3, 5, 37, 203) * 20, torch.rand(3, 1, 37, 203) > 0.3
     scores_mask[1, :, 4] = False
+    decode_inputs = [qkv(2, h, hkv, 1, 300, 64, dv, "cpu", dtype, requires_grad=False)
+                     for h, hkv, dv, dtype in [(4, 4, 128, torch.float32), (8, 2, 128, torch.bfloat16),
+                                               (8, 1, 64, torch.float16), (6, 2, 72, torch.float32)]]
     results = {}
     try:
         for path in ("avx2", "avx512"):
@@ -75,10 +79,14 @@ def test_avx2_and_avx512_paths_agree_bit_for_bit():
             grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), (q, k, v))
             # masked_softmax's exp pass, rows of odd length (a vector tail) and wholly masked rows
             probs = ma.masked_softmax(scores, mask=scores_mask, scale=0.7)
-            results[path] = (out, w, lse, *grads, probs)
+            # decoding: output rows in registers (avx512: up to 128 values) or in L1 (avx2: over 64)
+            decoded = [ma.masked_attention(dq, dk, dv, k_lengths=torch.tensor([300, 77]))
+                       for dq, dk, dv in decode_inputs]
+            results[path] = (out, w, lse, *grads, probs, *decoded)
     finally:
         _C._set_cpu_isa(before)
-    names = ("out", "weights", "lse", "dq", "dk", "dv", "masked_softmax")
+    names = ("out", "weights", "lse", "dq", "dk", "dv", "masked_softmax", "decode 1 row dv 128", "decode 4 rows bf16",
+             "decode 8 rows fp16", "decode 3 rows dv 72")
     for name, a, b in zip(names, results["avx2"], results["avx512"]):
         assert torch.equal(a, b), f"{name}: the paths differ by {(a - b).abs().max().item():.3g}"
 
@@ -340,7 +348,8 @@ def test_wide_instructions_only_in_their_microkernels():
     out = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", _C.__file__], capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr
-    wide = re.compile(r"%zmm|%tmm|%k[1-7]\b|tdpbf16ps|vdpbf16ps|ldtilecfg")
+    # (%[xy]mm16-31: the registers only AVX-512 encodings reach)
+    wide = re.compile(r"%zmm|%tmm|%k[1-7]\b|%[xy]mm(1[6-9]|2[0-9]|3[01])\b|tdpbf16ps|vdpbf16ps|ldtilecfg")
     function, offenders = None, set()
     for line in out.stdout.splitlines():
         if line.endswith(">:"):

@@ -5,7 +5,8 @@
 // one score tile. Scores come from the K rows as stored: by dot products along d, widening 16-bit
 // keys in registers (R <= 8), or else as S^T = K Q^T with each row in a lane of a vector,
 // transposed once. From there the tile is the main forward's: row-major softmax steps
-// vectorised over keys, then O += P V, streaming V rows as stored (R <= 8). Long spans of keys
+// vectorised over keys, then O += P V, streaming V rows as stored (R <= 8: decode_pv.h, the
+// output in registers; more rows: the tile product). Long spans of keys
 // are cut into chunks whose partial results (output, max, sum per row) are merged at the end.
 #include <algorithm>
 #include <cmath>
@@ -32,24 +33,6 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kChunkTiles = 16;  // key tiles a work item takes (1024 keys); its partial result is small beside them
 constexpr int64_t kStreamedPvRows = kDotProductRows;  // above this, gemm_tile's register blocks win
-
-// out[r] = alpha[r] * out[r] + sum over j < n of p[r][j] v_j, for r < rows; dv a multiple of 8.
-// Each V row is read once, in order, as stored; the output rows stay in L1 between keys (V read in
-// column strips, as gemm_tile's register blocks read it, streamed from memory markedly slower).
-template <class Rows>
-void accumulate_pv_streamed(int64_t rows, int64_t n, const float* p, int64_t ldp, Rows v, int64_t ldv, int64_t dv,
-                            float* out, int64_t ldo, const float* alpha) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < dv; c += 8) store8(out + r * ldo + c, load8(out + r * ldo + c) * alpha[r]);
-  f32x8 pj[kStreamedPvRows];
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t r = 0; r < rows; ++r) pj[r] = f32x8{} + p[r * ldp + j];
-    for (int64_t c = 0; c < dv; c += 8) {
-      const f32x8 x = v.load(j * ldv + c);  // widened once for every row
-      for (int64_t r = 0; r < rows; ++r) store8(out + r * ldo + c, fma8(pj[r], x, load8(out + r * ldo + c)));
-    }
-  }
-}
 
 struct DecodeScratch {
   FloatBuffer q, q_t, s_t, s, k, v, out, row_max, row_sum16, alpha, log_sum, bias;
@@ -150,9 +133,8 @@ struct DecodeItem {
       const int64_t live = g.live_keys_in(p.mask, b, kt);
       if (rows() <= kStreamedPvRows && g.dv % 8 == 0) {
         const int64_t v_off = b * p.v_stride_b + hk * p.v_stride_h + kt * kBlockK * p.v_stride_j;
-        with_rows_of(p.dtype, p.v, v_off, [&](auto v) {
-          accumulate_pv_streamed(rows(), live, s, kBlockK, v, p.v_stride_j, g.dv, out, g.dv_pad, alpha);
-        });
+        cpu_kernels().decode_pv(
+            DecodePvArgs{rows(), live, s, kBlockK, p.dtype, p.v, v_off, p.v_stride_j, g.dv, out, g.dv_pad, alpha});
       } else {
         gemm_tile(rows(), g.dv_pad, live, GemmA{s, kBlockK, 1}, v_rows(kt, live), v_stride(), out, g.dv_pad,
                   GemmInto::ScaleRowsAccumulate, alpha);

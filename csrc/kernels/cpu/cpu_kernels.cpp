@@ -18,12 +18,15 @@ const CpuKernels& cpu_kernels() {
   // and their rounding to bf16: the baseline's, or vcvtne2ps2bf16
   // (and masked_softmax's exp pass)
 #define MASKATTN_SOFTMAX_AVX2 \
-  online_softmax_tile_avx2, probabilities_from_stats_avx2, nullptr, nullptr, nullptr, nullptr
+  online_softmax_tile_avx2, probabilities_from_stats_avx2, nullptr, nullptr, nullptr, nullptr, decode_pv_avx2, \
+      "avx2 registers"
 #define MASKATTN_SOFTMAX_AVX512 \
-  online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f", nullptr, nullptr, row_exp_sum_avx512
+  online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f", nullptr, nullptr, row_exp_sum_avx512, \
+      decode_pv_avx512, "avx512vl registers"
 #define MASKATTN_SOFTMAX_AVX512_BF16                                                                     \
   online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f, bf16 rounding by vcvtne2ps2bf16", \
-      round_rows_to_bf16_avx512bf16, round_pairs_over_rows_avx512bf16, row_exp_sum_avx512
+      round_rows_to_bf16_avx512bf16, round_pairs_over_rows_avx512bf16, row_exp_sum_avx512, decode_pv_avx512, \
+      "avx512vl registers"
   static const CpuKernels avx2{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", nullptr, nullptr, nullptr, nullptr,
                                MASKATTN_SOFTMAX_AVX2};
   static const CpuKernels avx2_pairs{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", gemm_bf16_avx2,
@@ -67,7 +70,8 @@ std::vector<KernelPath> cpu_kernel_paths() {
        k.gemm_bf16 ? std::string(k.gemm_bf16_isa) + " (decoding aside)" : "bf16 widened to fp32, " + f32},
       {"attention float16 products", "fp16 widened to fp32, " + f32},
       {"attention decoding", std::string("K and V rows streamed as stored, 16-bit widened in registers, ") +
-                                 baseline_vectors() + " (over 8 query rows per kv head: " + f32 + ")"},
+                                 baseline_vectors() + ", P V accumulated in " + k.decode_pv_isa +
+                                 " (over 8 query rows per kv head: " + f32 + ")"},
       {"attention softmax tiles", k.softmax_isa ? k.softmax_isa : baseline_vectors()},
       {"masked_softmax, masking, conversions",
        k.row_exp_sum ? std::string(baseline_vectors()) + "; exp pass avx512f" : std::string(baseline_vectors())},

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../../scalar_kind.h"
 #include "cpu_isa.h"
 
 namespace maskattn {
@@ -53,6 +54,20 @@ using ProbabilitiesFn = void (*)(int64_t rows, int64_t cols, float* s, int64_t l
                                  const float* log_sum);
 // masked_softmax's exp pass over a row (softmax_rows.h): dst = exp(x - shift), returns the sum.
 using RowExpSumFn = float (*)(const float* x, int64_t n, float shift, float* dst);
+// The decoding forward's out[r] = alpha[r] * out[r] + sum_{j < n} p[r][j] v_j for rows <= 8
+// (decode_pv.h): V rows of v_kind at v + v_offset, ldv elements apart; dv a multiple of 8.
+struct DecodePvArgs {
+  int64_t rows, n;
+  const float* p;
+  int64_t ldp;
+  ScalarKind v_kind;
+  const void* v;
+  int64_t v_offset, ldv, dv;
+  float* out;
+  int64_t ldo;
+  const float* alpha;
+};
+using DecodePvFn = void (*)(const DecodePvArgs&);
 // fp32 tiles rounded into the bf16 operand layouts (bf16_tiles.h).
 using RoundTileFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd);
 
@@ -70,6 +85,8 @@ struct CpuKernels {
   RoundTileFn round_rows_to_bf16;     // null: bf16_tiles.h's, in the baseline's vectors
   RoundTileFn round_pairs_over_rows;
   RowExpSumFn row_exp_sum;            // null: softmax_rows.h's, in the baseline's vectors
+  DecodePvFn decode_pv;
+  const char* decode_pv_isa;
 };
 
 // Brackets a run of gemm_bf16 calls on this thread.
@@ -119,6 +136,8 @@ void round_rows_to_bf16_avx512bf16(const float* src, int64_t rows, int64_t cols,
                                    int64_t ldd);
 void round_pairs_over_rows_avx512bf16(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst,
                                       int64_t ldd);
+void decode_pv_avx2(const DecodePvArgs& a);
+void decode_pv_avx512(const DecodePvArgs& a);
 void gemm_bf16_avx2(const GemmBf16Args& g);
 void gemm_bf16_avx512(const GemmBf16Args& g);
 void gemm_bf16_amx(const GemmBf16Args& g);

@@ -69,6 +69,8 @@ inline void store16(float* p, f32x16 v) {
   std::memcpy(p + 8, &v.hi, sizeof(v.hi));
 }
 inline f32x16 splat16(float x) { return {f32x8{} + x, f32x8{} + x}; }
+// x in every lane by one broadcast (f32x8{} + x also adds the zero: -0 becomes +0).
+inline f32x8 splat8(float x) { return f32x8{x, x, x, x, x, x, x, x}; }
 
 // Loads n < 16 floats, filling the other lanes with `fill`.
 inline f32x16 load16_partial(const float* p, int n, float fill) {
