@@ -1,6 +1,7 @@
 """Decoding against a KV cache: q of Lq = 1 (the next token) or 4 (a speculative draft, causal and
 aligned to the cache's end) for every sequence of a batch, K and V (B, Hkv, L, D) with every head
-(MHA) or grouped (GQA, 4 query heads a kv head). The cache full, or ragged (lengths 50-100% of L):
+(MHA) or grouped (GQA, 4 query heads a kv head), and a small model's step (batch 1, 12 heads of 64,
+1024 cached tokens: the cache fits the CPU's caches, so the fixed costs of a call show). The cache full, or ragged (lengths 50-100% of L):
 maskattn gets k_lengths, SDPA the (B, 1, Lq, L) bool mask a user builds from them. Forward only, as
 serving runs it. Rates: the K and V bytes the lengths leave, against the run's copy bandwidth
 (decoding reads each of them once)."""
@@ -15,7 +16,7 @@ from maskattn.reference import reference_allowed
 from .harness import Case, Method, timed_call
 
 # (batch, query heads, kv heads, Lq, cache length, head dim)
-PLANS = ((8, 32, 32, 1, 4096, 128), (8, 32, 8, 1, 4096, 128), (8, 32, 8, 4, 4096, 128))
+PLANS = ((8, 32, 32, 1, 4096, 128), (8, 32, 8, 1, 4096, 128), (8, 32, 8, 4, 4096, 128), (1, 12, 12, 1, 1024, 64))
 VARIANTS = ("full cache", "ragged cache")
 
 
@@ -56,6 +57,8 @@ def methods(plan) -> List[Method]:
 def decode_case(plan, variant: str, device: torch.device, dtype: torch.dtype) -> Case:
     batch, heads, kv_heads, q_len, cache, dim = plan
     kind = "MHA" if heads == kv_heads else f"GQA {heads // kv_heads}"
+    if batch == 1:
+        kind += " batch 1"
 
     def work(x):
         keys = int(x["k_lengths"].sum()) if x["k_lengths"] is not None else batch * cache
