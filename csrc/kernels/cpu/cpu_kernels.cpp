@@ -16,32 +16,34 @@ const CpuKernels& cpu_kernels() {
   // the bf16 operand layouts of the AVX512-BF16 / AMX paths are exercised on any CPU
   // softmax steps of the attention tiles: the baseline's vectors, or AVX-512 registers
   // and their rounding to bf16: the baseline's, or vcvtne2ps2bf16
-  // (and masked_softmax's exp pass)
-#define MASKATTN_SOFTMAX_AVX2 \
+  // (and masked_softmax's exp pass, and the decoding forward's P V accumulation)
+#define MASKATTN_VECTOR_ENTRIES_AVX2 \
   online_softmax_tile_avx2, probabilities_from_stats_avx2, nullptr, nullptr, nullptr, nullptr, decode_pv_avx2, \
       "avx2 registers"
-#define MASKATTN_SOFTMAX_AVX512 \
+#define MASKATTN_VECTOR_ENTRIES_AVX512 \
   online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f", nullptr, nullptr, row_exp_sum_avx512, \
       decode_pv_avx512, "avx512vl registers"
-#define MASKATTN_SOFTMAX_AVX512_BF16                                                                     \
+#define MASKATTN_VECTOR_ENTRIES_AVX512_BF16                                                                \
   online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f, bf16 rounding by vcvtne2ps2bf16", \
       round_rows_to_bf16_avx512bf16, round_pairs_over_rows_avx512bf16, row_exp_sum_avx512, decode_pv_avx512, \
       "avx512vl registers"
   static const CpuKernels avx2{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", nullptr, nullptr, nullptr, nullptr,
-                               MASKATTN_SOFTMAX_AVX2};
+                               MASKATTN_VECTOR_ENTRIES_AVX2};
   static const CpuKernels avx2_pairs{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", gemm_bf16_avx2,
-                                     "avx2 (bf16 pairs widened in registers)", nullptr, nullptr, MASKATTN_SOFTMAX_AVX2};
+                                     "avx2 (bf16 pairs widened in registers)", nullptr, nullptr,
+                                     MASKATTN_VECTOR_ENTRIES_AVX2};
   static const CpuKernels avx512{CpuIsa::Avx512, gemm_f32_avx512, "avx512f", nullptr, nullptr, nullptr, nullptr,
-                                 MASKATTN_SOFTMAX_AVX512};
+                                 MASKATTN_VECTOR_ENTRIES_AVX512};
   static const CpuKernels avx512bf16{CpuIsa::Avx512Bf16, gemm_f32_avx512, "avx512f", gemm_bf16_avx512,
-                                     "avx512_bf16 (vdpbf16ps)", nullptr, nullptr, MASKATTN_SOFTMAX_AVX512_BF16};
+                                     "avx512_bf16 (vdpbf16ps)", nullptr, nullptr,
+                                     MASKATTN_VECTOR_ENTRIES_AVX512_BF16};
   static const CpuKernels amx{CpuIsa::Amx, gemm_f32_avx512, "avx512f", gemm_bf16_amx,
                               amx_emulated() ? "amx-bf16 (tdpbf16ps emulated in software: a test build)"
                                              : "amx-bf16 (tdpbf16ps)",
-                              amx_tiles_begin, amx_tiles_end, MASKATTN_SOFTMAX_AVX512_BF16};
-#undef MASKATTN_SOFTMAX_AVX2
-#undef MASKATTN_SOFTMAX_AVX512
-#undef MASKATTN_SOFTMAX_AVX512_BF16
+                              amx_tiles_begin, amx_tiles_end, MASKATTN_VECTOR_ENTRIES_AVX512_BF16};
+#undef MASKATTN_VECTOR_ENTRIES_AVX2
+#undef MASKATTN_VECTOR_ENTRIES_AVX512
+#undef MASKATTN_VECTOR_ENTRIES_AVX512_BF16
   switch (selected_cpu_isa()) {
     case CpuIsa::Avx512: return avx512;
     case CpuIsa::Avx512Bf16: return avx512bf16;

@@ -1,10 +1,10 @@
 """Decoding against a KV cache: q of Lq = 1 (the next token) or 4 (a speculative draft, causal and
 aligned to the cache's end) for every sequence of a batch, K and V (B, Hkv, L, D) with every head
 (MHA) or grouped (GQA, 4 query heads a kv head), and a small model's step (batch 1, 12 heads of 64,
-1024 cached tokens: the cache fits the CPU's caches, so the fixed costs of a call show). The cache full, or ragged (lengths 50-100% of L):
-maskattn gets k_lengths, SDPA the (B, 1, Lq, L) bool mask a user builds from them. Forward only, as
-serving runs it. Rates: the K and V bytes the lengths leave, against the run's copy bandwidth
-(decoding reads each of them once)."""
+1024 cached tokens: the cache fits the CPU's caches, so the fixed costs of a call show). The cache
+full, or ragged (lengths 50-100% of L): maskattn gets k_lengths, SDPA the (B, 1, Lq, L) bool mask a
+user builds from them. Forward only, as serving runs it. Rates: the K and V bytes the lengths
+leave, against the run's copy bandwidth (decoding reads each of them once)."""
 from typing import List
 
 import torch
