@@ -174,10 +174,19 @@ def test_backward_deterministic_under_every_schedule():
 
 
 def test_decoding_chunks_give_the_same_bits_on_any_thread_count():
-    """The key chunks of the decoding forward are cut by the shapes alone: out, lse and weights are
-    bitwise the same on 1, 2 and the default number of threads (batch 1, one kv head: one item)."""
-    q, k, v = qkv(1, 4, 1, 1, 3000, 64, 64, "cpu", torch.bfloat16, requires_grad=False)
-    kw = {"k_lengths": torch.tensor([2900]), "align": "bottom_right", "window": (2200, 0)}
+    """The key chunks of the decoding forward are cut by the shapes and lengths alone: out, lse and
+    weights are bitwise the same on 1, 2 and the default number of threads (batch 1, one kv head:
+    one item, a long window; two items of different lengths under 1024 keys, cut smaller because
+    they are few)."""
+    for b, h, hkv, lk, dtype, kw in [
+            (1, 4, 1, 3000, torch.bfloat16, {"k_lengths": torch.tensor([2900]), "align": "bottom_right",
+                                             "window": (2200, 0)}),
+            (2, 8, 1, 700, torch.float32, {"k_lengths": torch.tensor([700, 333])})]:
+        check_chunked_decode(b, h, hkv, lk, dtype, kw)
+
+
+def check_chunked_decode(b, h, hkv, lk, dtype, kw):
+    q, k, v = qkv(b, h, hkv, 1, lk, 64, 64, "cpu", dtype, requires_grad=False)
     threads = torch.get_num_threads()
     try:
         runs = []
@@ -186,8 +195,8 @@ def test_decoding_chunks_give_the_same_bits_on_any_thread_count():
             runs.append(ma.masked_attention(q, k, v, return_weights=True, return_lse=True, **kw))
     finally:
         torch.set_num_threads(threads)
-    check_against_reference(q, k, v, "chunked decode", grads=False, **kw)
-    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
+    check_against_reference(q, k, v, f"chunked decode b={b} lk={lk} {dtype}", grads=False, **kw)
+    assert all(torch.equal(x, y) for run in runs[1:] for x, y in zip(runs[0], run))
 
 
 @pytest.mark.parametrize("device", DEVICES)

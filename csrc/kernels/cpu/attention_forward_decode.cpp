@@ -6,8 +6,8 @@
 // keys in registers (R <= 8), or else as S^T = K Q^T with each row in a lane of a vector,
 // transposed once. From there the tile is the main forward's: row-major softmax steps
 // vectorised over keys, then O += P V, streaming V rows as stored (R <= 8: decode_pv.h, the
-// output in registers; more rows: the tile product). Long spans of keys
-// are cut into chunks whose partial results (output, max, sum per row) are merged at the end.
+// output in registers; more rows: the tile product). Long spans of keys (long for the number of
+// items) are cut into chunks whose partial results (output, max, sum per row) are merged at the end.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -32,6 +32,17 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int64_t kChunkTiles = 16;  // key tiles a work item takes (1024 keys); its partial result is small beside them
+constexpr int64_t kMinChunkTiles = 4;  // below 256 keys a chunk's fixed costs (q, its partial result) show
+constexpr int64_t kChunksWanted = 8;  // chunks over all items: work for 8 threads, few enough to cost little
+
+// Key tiles per chunk for an item whose span has span_tiles tiles: kChunkTiles, or fewer when the
+// items are few (batch 1 with one kv head and 512 cached keys would be one chunk on one thread).
+// From the shapes and the span (the lengths) only, never the thread count.
+int64_t chunk_tiles_for(int64_t items, int64_t span_tiles) {
+  const int64_t chunks_per_item = ceil_div(kChunksWanted, items);
+  return std::clamp(ceil_div(span_tiles, chunks_per_item), kMinChunkTiles, kChunkTiles);
+}
+
 constexpr int64_t kStreamedPvRows = kDotProductRows;  // above this, gemm_tile's register blocks win
 
 struct DecodeScratch {
@@ -225,15 +236,17 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
   const AttentionGeometry g = geometry_of(p, std::max<int64_t>(p.q_len, 1));  // one query tile
   const std::vector<TileSpan> spans = key_spans_of_query_tiles(p.mask, g);
   const int64_t items = g.batch * g.kv_heads;
-  // Each item's key span cut into chunks of kChunkTiles, merged after: a few long sequences (batch
-  // 1, few kv heads) still give every thread work. The cut depends on the shapes only, never on
-  // the thread count, so the result does not either.
-  std::vector<int64_t> first_chunk(items + 1, 0);
+  // Each item's key span cut into chunks (chunk_tiles_for), merged after: a few long sequences
+  // (batch 1, few kv heads) still give every thread work. The cut depends on the shapes and
+  // lengths only, never on the thread count, so the result does not either.
+  std::vector<int64_t> first_chunk(items + 1, 0), chunk_tiles(items, kChunkTiles);
   int64_t most_chunks = 0, key_tiles = 0;
   for (int64_t it = 0; it < items; ++it) {
     const TileSpan& span = spans[it / g.kv_heads];
-    const int64_t chunks = span.non_empty > 0 ? ceil_div(span.last - span.first + 1, kChunkTiles) : 0;
-    key_tiles += span.non_empty > 0 ? span.last - span.first + 1 : 0;
+    const int64_t span_tiles = span.non_empty > 0 ? span.last - span.first + 1 : 0;
+    chunk_tiles[it] = chunk_tiles_for(items, span_tiles);
+    const int64_t chunks = ceil_div(span_tiles, chunk_tiles[it]);
+    key_tiles += span_tiles;
     first_chunk[it + 1] = first_chunk[it] + chunks;
     most_chunks = std::max(most_chunks, chunks);
   }
@@ -241,9 +254,9 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
   FloatBuffer partials(first_chunk[items] * partial_floats);
   const auto attend = [&](DecodeScratch& scratch, int64_t c) {
     const int64_t it = std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1;
-    const int64_t b = it / g.kv_heads, first = spans[b].first + (c - first_chunk[it]) * kChunkTiles;
-    DecodeItem{p, g, scratch, b, it % g.kv_heads}.attend_chunk(first, std::min(spans[b].last, first + kChunkTiles - 1),
-                                                               partials.get() + c * partial_floats);
+    const int64_t b = it / g.kv_heads, first = spans[b].first + (c - first_chunk[it]) * chunk_tiles[it];
+    const int64_t last = std::min(spans[b].last, first + chunk_tiles[it] - 1);
+    DecodeItem{p, g, scratch, b, it % g.kv_heads}.attend_chunk(first, last, partials.get() + c * partial_floats);
   };
   const auto finish = [&](DecodeScratch& scratch, int64_t it) {
     const int64_t b = it / g.kv_heads;
