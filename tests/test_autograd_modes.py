@@ -1,6 +1,11 @@
 """What autograd records for each call: nothing when no input needs a gradient (the ops then run
-below the autograd key), the registered backward when one does, and a clear error for forward-mode
-AD, which the ops have no formula for (its tangent would otherwise be dropped silently)."""
+below the autograd key), the registered backward's formulas when one does (in eager mode through
+an autograd.Function of their own, which torch.func transforms compose with), and a clear error
+for forward-mode AD, which the ops have no formula for (its tangent would otherwise be dropped
+silently)."""
+import math
+import warnings
+
 import pytest
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -58,6 +63,66 @@ def test_graph_when_one_input_needs_a_gradient(op, needs_grad):
     # the same call without the fast path's decision: torch.library's autograd kernel
     with torch.no_grad():
         assert torch.equal(out.detach(), _calls(q.detach(), k, v, mask.detach())[op]())
+
+
+def _op_directly(op, q, k, v, mask):
+    """The compiled op called as torch.ops.maskattn.*: its registered autograd kernel."""
+    if op == "masked_attention":
+        return torch.ops.maskattn.masked_attention(q, k, v, mask, True, "top_left", 0, None, None, None, K_LENGTHS,
+                                                   None, None, None, 1 / math.sqrt(8), False)[0]
+    return torch.ops.maskattn.masked_softmax(q[..., :5], mask, 1.0, True, "top_left", 0, None, None, K_LENGTHS,
+                                             None, None, None)
+
+
+@pytest.mark.parametrize("op", ["masked_attention", "masked_softmax"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eager_autograd_matches_the_registered_kernel(op, dtype):
+    q, k, v, mask = _inputs(dtype)
+    for t in (q, k, v, mask):
+        t.requires_grad_()
+    out, direct = _calls(q, k, v, mask)[op](), _op_directly(op, q, k, v, mask)
+    assert torch.equal(out, direct)
+    weight = torch.randn_like(out)
+    wrt = (q, k, v, mask) if op == "masked_attention" else (q, mask)
+    grads = torch.autograd.grad((out * weight).sum(), wrt)
+    direct_grads = torch.autograd.grad((direct * weight).sum(), wrt)
+    for got, want in zip(grads, direct_grads):
+        assert torch.equal(got, want)
+    # against float64 torch, rows of batch 0 masked out: zero gradients there
+    leaves = [t.detach().double().requires_grad_() for t in (q, k, v, mask)]
+    reference = _references(*leaves)[op]()
+    want_grads = torch.autograd.grad((reference * weight.double()).sum(), leaves if len(wrt) == 4 else leaves[::3])
+    for got, want in zip(grads, want_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4 if dtype == torch.float32 else 1e-9,
+                                   atol=1e-5 if dtype == torch.float32 else 1e-11)
+    assert torch.equal(grads[0][0], torch.zeros_like(grads[0][0]))
+
+
+@pytest.mark.parametrize("op", ["masked_attention", "masked_softmax"])
+def test_torch_func_transforms(op):
+    q, k, v, mask = _inputs()
+    weight = torch.randn(5, 8 if op == "masked_attention" else 5, dtype=torch.float64)
+
+    def loss(fn):
+        return lambda x: (fn(x) * weight).square().sum()
+
+    ours = loss(lambda x: _calls(x, k, v, mask)[op]())
+    ref = loss(lambda x: _references(x, k, v, mask)[op]())
+    torch.testing.assert_close(torch.func.grad(ours)(q), torch.func.grad(ref)(q), rtol=1e-9, atol=1e-11)
+    cotangent = torch.randn_like(_calls(q, k, v, mask)[op]())
+    (got,) = torch.func.vjp(lambda x: _calls(x, k, v, mask)[op](), q)[1](cotangent)
+    (want,) = torch.func.vjp(lambda x: _references(x, k, v, mask)[op](), q)[1](cotangent)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+    row = (1, 2, 3)  # one output row of batch 1 (batch 0 attends nothing)
+    got = torch.func.jacrev(lambda x: _calls(x, k, v, mask)[op]()[row])(q)
+    want = torch.func.jacrev(lambda x: _references(x, k, v, mask)[op]()[row])(q)
+    assert got.abs().sum() > 0
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+    stacked = torch.stack([q, torch.randn_like(q)])
+    with warnings.catch_warnings():  # torch's per-sample fallback for the op says it is slow
+        warnings.simplefilter("ignore", UserWarning)
+        got = torch.func.vmap(torch.func.grad(ours))(stacked)
+    torch.testing.assert_close(got, torch.func.vmap(torch.func.grad(ref))(stacked), rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("op", ["masked_attention", "masked_softmax"])

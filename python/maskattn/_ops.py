@@ -9,10 +9,13 @@ ops = torch.ops.maskattn
 
 
 def call_op(op, grad_inputs, *args):
-    """``op(*args)``; when none of ``grad_inputs`` needs a gradient, below the autograd key, as the
-    autograd kernel registered below would do after a round trip through Python (~10 us a call).
-    Under torch.compile the op is called as is, so the graph records it with its autograd."""
-    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and torch._C._any_requires_grad(*grad_inputs)):
+    """``op(*args)`` with all of the op's arguments, by the shortest way eager mode allows: below the
+    autograd key when none of ``grad_inputs`` needs a gradient (what the op's registered autograd
+    kernel would do after a round trip through Python, ~10 us), else through an autograd.Function
+    holding the same formulas (the registered kernel's generic argument handling costs ~80 us a call
+    on an op of 18 arguments). Under torch.compile the op is called as is, so the graph records it
+    with its registered autograd."""
+    if torch.compiler.is_compiling():
         return op(*args)
     if _forward_ad._current_level >= 0 and any(
             t is not None and _forward_ad.unpack_dual(t).tangent is not None for t in grad_inputs):
@@ -20,6 +23,9 @@ def call_op(op, grad_inputs, *args):
         raise NotImplementedError(f"maskattn: {op._opname} does not support forward-mode AD (torch.func.jvp, "
                                   "torch.autograd.forward_ad dual tensors); use reverse mode "
                                   "(.backward() or torch.autograd.grad)")
+    if torch.is_grad_enabled() and torch._C._any_requires_grad(*grad_inputs):
+        plain, for_transforms = _EAGER_AUTOGRAD[op]
+        return (for_transforms if torch._C._are_functorch_transforms_active() else plain).apply(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
 
@@ -139,8 +145,8 @@ def _attention_backward(ctx, dout, dlse, dweights, _drow_stats, _drng_state):
             raise RuntimeError("maskattn.masked_attention: double backward (create_graph=True) is not supported "
                                "with dropout_p > 0; use dropout_p=0 for gradient penalties or Hessian products")
         # create_graph: differentiable formulas over the weights, recomputed by the (differentiable) forward
-        weights = ops.masked_attention(q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths, k_lengths,
-                                       key_mask, q_seg, k_seg, scale, True)[2]
+        weights = call_op(ops.masked_attention.default, (q, k, v, mask), q, k, v, mask, causal, align, align_offset,
+                          wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, True, 0.0, None)[2]
         dq, dk, dv, grad_mask = _grads.attention_backward(dout, dlse, dweights, q, k, v, weights, scale,
                                                           mask if mask_grad else None)
         return (dq, dk, dv, grad_mask) + (None,) * 14
@@ -154,3 +160,34 @@ def _attention_backward(ctx, dout, dlse, dweights, _drow_stats, _drng_state):
 
 torch.library.register_autograd("maskattn::masked_attention", _attention_backward,
                                 setup_context=_attention_setup)
+
+
+def _eager_autograd(op, setup_context, backward):
+    """Two autograd.Functions running ``op`` below the autograd key with the op's registered
+    formulas: one with the context set up inside forward (autograd.Function.apply binds the
+    signature of one with a separate setup_context, ~30 us), and one with a separate setup_context,
+    as torch.func transforms (grad, vjp, jacrev) require."""
+
+    def below_autograd(*args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*args)
+
+    def forward_with_context(ctx, *args):
+        output = below_autograd(*args)
+        setup_context(ctx, args, output)
+        return output
+
+    name = "".join(word.title() for word in op._opname.split("_"))  # grad_fn: MaskedAttentionBackward
+    plain = type(name, (torch.autograd.Function,),
+                 {"forward": staticmethod(forward_with_context), "backward": staticmethod(backward)})
+    for_transforms = type(f"{name}UnderTransforms", (torch.autograd.Function,),
+                          {"forward": staticmethod(below_autograd), "setup_context": staticmethod(setup_context),
+                           "backward": staticmethod(backward), "generate_vmap_rule": True})
+    return plain, for_transforms
+
+
+_EAGER_AUTOGRAD = {
+    ops.masked_softmax.default: _eager_autograd(ops.masked_softmax.default, _softmax_setup, _softmax_backward),
+    ops.masked_attention.default: _eager_autograd(ops.masked_attention.default, _attention_setup,
+                                                  _attention_backward),
+}
