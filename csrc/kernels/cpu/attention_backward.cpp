@@ -20,6 +20,7 @@
 #include "attention_paths.h"
 #include "attention_rows.h"
 #include "bf16_tiles.h"
+#include "parallel_grain.h"
 
 namespace maskattn {
 namespace cpu {
@@ -155,13 +156,14 @@ template <typename Fn>
 void run_items(const AttentionGeometry& g, bool pairs, const std::vector<int64_t>& cost, int64_t group_size, Fn&& fn) {
   const std::vector<int64_t> order = schedule_order(cost, group_size);
   const int64_t items = (int64_t)order.size();
-#pragma omp parallel
-  {
+  // the backward's multiply-adds, unmasked: five products per score (3 of head_dim, 2 of v_head_dim)
+  const double work = double(g.batch) * g.heads * g.q_len * g.k_len * (3.0 * g.d + 2.0 * g.dv);
+  run_region(worth_parallel(items, work), [&] {
     BackwardScratch scratch(g, pairs);
     const MatrixUnitScope units(cpu_kernels(), pairs);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < items; ++n) fn(order[n], scratch);
-  }
+  });
 }
 
 }  // namespace
@@ -185,8 +187,10 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
     const int64_t floats = attention_bwd_workspace_floats_f32_math(bp);
     own_dq = FloatBuffer(floats);
     dq_acc = own_dq.get();
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < floats; c += 4096) std::fill(dq_acc + c, dq_acc + std::min(c + 4096, floats), 0.f);
+    run_region(worth_parallel(ceil_div(floats, 4096), floats), [&] {
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < floats; c += 4096) std::fill(dq_acc + c, dq_acc + std::min(c + 4096, floats), 0.f);
+    });
   }
   const BackwardPass pass{bp, g, keys, ops, key_spans, query_spans, dq_acc};
 
@@ -221,9 +225,11 @@ void attention_bwd_f32_math(const AttentionBwdParams& bp) {
   }
   // dQ = scale * dS K, from the fp32 accumulators (zero for rows that attend nothing)
   const int64_t all_rows = g.batch * g.heads * g.q_len;
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < all_rows; ++row)
-    store_row(p.dtype, pass.dq_rows(row), g.d, (float)p.scale, bp.dq, row * g.d);
+  run_region(worth_parallel(all_rows, double(all_rows) * g.d), [&] {
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < all_rows; ++row)
+      store_row(p.dtype, pass.dq_rows(row), g.d, (float)p.scale, bp.dq, row * g.d);
+  });
 }
 
 }  // namespace cpu

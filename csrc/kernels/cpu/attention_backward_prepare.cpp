@@ -9,6 +9,7 @@
 #include "attention_softmax_tile.h"
 #include "attention_tile_mask.h"
 #include "bf16_tiles.h"
+#include "parallel_grain.h"
 
 namespace maskattn {
 namespace cpu {
@@ -98,8 +99,7 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
     ops.dout = FloatBuffer(all_rows * g.dv_pad);
   }
   ops.delta = FloatBuffer(all_rows);
-#pragma omp parallel
-  {
+  run_region(worth_parallel(items, double(all_rows) * (g.d + g.dv)), [&] {
     const int64_t width_pad = std::max(g.d_pad, g.dv_pad);
     FloatBuffer out_row(g.dv_pad), s(kBlockQ * kBlockK), bias(2 * kBlockK);
     FloatBuffer stage(ops.pairs ? kBlockQ * width_pad : 1), stage_t(ops.pairs ? kBlockQ * width_pad : 1);
@@ -160,7 +160,7 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
         }
       }
     }
-  }
+  });
   return ops;
 }
 

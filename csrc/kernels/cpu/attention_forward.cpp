@@ -308,8 +308,7 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
   }
   const std::vector<int64_t> order = schedule_order(cost, g.q_tiles);
   const double work = double(g.batch) * g.heads * g.q_len * g.k_len * (g.d + g.dv);  // multiply-adds, unmasked
-#pragma omp parallel if (worth_parallel(items, work))
-  {
+  run_region(worth_parallel(items, work), [&] {
     ForwardScratch scratch(g, g.group * g.q_block, pairs);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < items; ++n) {
@@ -317,7 +316,7 @@ void attention_fwd_f32_math(const AttentionFwdParams& p) {
       const int64_t qt = it % g.q_tiles, hk = (it / g.q_tiles) % g.kv_heads, b = it / (g.kv_heads * g.q_tiles);
       ForwardItem{p, g, keys, scratch, b, hk, qt, g.q_rows_in(qt)}.run(spans[b * g.q_tiles + qt]);
     }
-  }
+  });
 }
 
 }  // namespace cpu

@@ -240,13 +240,13 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
   // (batch 1, few kv heads) still give every thread work. The cut depends on the shapes and
   // lengths only, never on the thread count, so the result does not either.
   std::vector<int64_t> first_chunk(items + 1, 0), chunk_tiles(items, kChunkTiles);
-  int64_t most_chunks = 0, key_tiles = 0;
+  int64_t most_chunks = 0, span_keys = 0;
   for (int64_t it = 0; it < items; ++it) {
     const TileSpan& span = spans[it / g.kv_heads];
     const int64_t span_tiles = span.non_empty > 0 ? span.last - span.first + 1 : 0;
     chunk_tiles[it] = chunk_tiles_for(items, span_tiles);
     const int64_t chunks = ceil_div(span_tiles, chunk_tiles[it]);
-    key_tiles += span_tiles;
+    if (span_tiles > 0) span_keys += std::min((span.last + 1) * kBlockK, g.k_len) - span.first * kBlockK;
     first_chunk[it + 1] = first_chunk[it] + chunks;
     most_chunks = std::max(most_chunks, chunks);
   }
@@ -263,9 +263,8 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
     DecodeItem{p, g, scratch, b, it % g.kv_heads}.finish(partials.get() + first_chunk[it] * partial_floats,
                                                         first_chunk[it + 1] - first_chunk[it], spans[b]);
   };
-  const double work = double(key_tiles) * kBlockK * rows * (g.d + g.dv);  // multiply-adds, at most
-#pragma omp parallel if (worth_parallel(first_chunk[items], work))
-  {
+  const double work = double(span_keys) * rows * (g.d + g.dv);  // multiply-adds, at most
+  run_region(worth_parallel(first_chunk[items], work), [&] {
     DecodeScratch scratch(g);
     if (most_chunks <= 1) {  // short caches: each item whole, finished at once (one loop, no barrier)
 #pragma omp for schedule(dynamic, 1)
@@ -279,7 +278,7 @@ void attention_fwd_decode(const AttentionFwdParams& p) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < items; ++it) finish(scratch, it);
     }
-  }
+  });
 }
 
 }  // namespace cpu

@@ -111,27 +111,29 @@ static PackedKeys pack_key_pairs(const AttentionFwdParams& p, const AttentionGeo
   }
   const uint16_t* k = static_cast<const uint16_t*>(p.k);
   const uint16_t* v = static_cast<const uint16_t*>(p.v);
-#pragma omp parallel for schedule(static) if (worth_parallel(tiles, tiles * kBlockK * (g.d + g.dv)))
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t kt = t % g.k_tiles, bh = t / g.k_tiles, hk = bh % g.kv_heads, b = bh / g.kv_heads;
-    const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
-    if (n == 0) continue;  // no query attends past the sequence's keys
-    // tile t is tile_index(b, hk, kt)
-    const uint16_t* k_tile = k + b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j;
-    const uint16_t* v_tile = v + b * p.v_stride_b + hk * p.v_stride_h + j0 * p.v_stride_j;
-    pair_k_tile(k_tile, p.k_stride_j, n, g.d, pk.d_pad32,
-                reinterpret_cast<uint16_t*>(pk.k_pairs.get()) + t * pk.d_pad32 * kBlockK);
-    if (for_backward) {
-      // V^T pairs over dv (B of dP = dO V^T) and K pairs over keys (B of dQ = dS K)
-      pair_k_tile(v_tile, p.v_stride_j, n, g.dv, pk.dv_pad32,
-                  reinterpret_cast<uint16_t*>(pk.v_t_pairs.get()) + t * pk.dv_pad32 * kBlockK);
-      pair_v_tile(k_tile, p.k_stride_j, n, g.d, g.d_pad,
-                  reinterpret_cast<uint16_t*>(pk.k_row_pairs.get()) + t * kBlockK * g.d_pad);
-    } else {
-      pair_v_tile(v_tile, p.v_stride_j, n, g.dv, g.dv_pad,
-                  reinterpret_cast<uint16_t*>(pk.v_pairs.get()) + t * kBlockK * g.dv_pad);
+  run_region(worth_parallel(tiles, tiles * kBlockK * (g.d + g.dv)), [&] {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t kt = t % g.k_tiles, bh = t / g.k_tiles, hk = bh % g.kv_heads, b = bh / g.kv_heads;
+      const int64_t j0 = kt * kBlockK, n = g.live_keys_in(p.mask, b, kt);
+      if (n == 0) continue;  // no query attends past the sequence's keys
+      // tile t is tile_index(b, hk, kt)
+      const uint16_t* k_tile = k + b * p.k_stride_b + hk * p.k_stride_h + j0 * p.k_stride_j;
+      const uint16_t* v_tile = v + b * p.v_stride_b + hk * p.v_stride_h + j0 * p.v_stride_j;
+      pair_k_tile(k_tile, p.k_stride_j, n, g.d, pk.d_pad32,
+                  reinterpret_cast<uint16_t*>(pk.k_pairs.get()) + t * pk.d_pad32 * kBlockK);
+      if (for_backward) {
+        // V^T pairs over dv (B of dP = dO V^T) and K pairs over keys (B of dQ = dS K)
+        pair_k_tile(v_tile, p.v_stride_j, n, g.dv, pk.dv_pad32,
+                    reinterpret_cast<uint16_t*>(pk.v_t_pairs.get()) + t * pk.dv_pad32 * kBlockK);
+        pair_v_tile(k_tile, p.k_stride_j, n, g.d, g.d_pad,
+                    reinterpret_cast<uint16_t*>(pk.k_row_pairs.get()) + t * kBlockK * g.d_pad);
+      } else {
+        pair_v_tile(v_tile, p.v_stride_j, n, g.dv, g.dv_pad,
+                    reinterpret_cast<uint16_t*>(pk.v_pairs.get()) + t * kBlockK * g.dv_pad);
+      }
     }
-  }
+  });
   return pk;
 }
 
@@ -153,8 +155,7 @@ PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bo
     pk.v_t = FloatBuffer(tiles * g.dv * kBlockK);
     pk.k = FloatBuffer(tiles * kBlockK * g.d_pad);
   }
-#pragma omp parallel if (worth_parallel(tiles, tiles * kBlockK * (g.d + g.dv)))
-  {
+  run_region(worth_parallel(tiles, tiles * kBlockK * (g.d + g.dv)), [&] {
     // fp32 rows of one tile, the staging area of the transposes
     FloatBuffer k_stage(kBlockK * g.d_pad), v_stage(kBlockK * g.dv_pad);
 #pragma omp for schedule(static)
@@ -172,7 +173,7 @@ PackedKeys pack_keys(const AttentionFwdParams& p, const AttentionGeometry& g, bo
                      g.dv_pad, vr);
       if (for_backward) transpose_into(vr, n, g.dv, g.dv_pad, pk.v_t.get() + t * g.dv * kBlockK);
     }
-  }
+  });
   return pk;
 }
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <vector>
 
+#include "parallel_grain.h"
+
 namespace maskattn {
 namespace {
 
@@ -60,8 +62,7 @@ void fold_row_block(const MaskSummaryParams& p, int64_t o, int64_t n, uint8_t& a
 
 void mask_block_summary_cpu(const MaskSummaryParams& p) {
   const int64_t rb = p.row_blocks(), kb = p.key_blocks(), items = p.batch * rb;
-#pragma omp parallel
-  {
+  cpu::run_region(cpu::worth_parallel(items, double(items) * kMaskBlock * p.heads * p.keys), [&] {
     // flags of the current head, per key block: rows are read in order, one key block at a time
     std::vector<uint8_t> any((size_t)kb), full((size_t)kb);
 #pragma omp for schedule(static)
@@ -85,7 +86,7 @@ void mask_block_summary_cpu(const MaskSummaryParams& p) {
           out[jb] = (uint8_t)((out[jb] | (any[jb] ? kMaskBlockAny : 0)) & (full[jb] ? 0xff : ~kMaskBlockFull));
       }
     }
-  }
+  });
 }
 
 }  // namespace maskattn

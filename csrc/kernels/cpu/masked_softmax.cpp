@@ -132,8 +132,7 @@ void softmax_row_double(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int6
 
 void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p) {
   const int64_t rows = p.batch * p.heads * p.q_len;
-#pragma omp parallel if (worth_parallel(rows, rows * p.k_len))
-  {
+  run_region(worth_parallel(rows, rows * p.k_len), [&] {
     std::vector<float> buf(p.dtype == ScalarKind::Float64 ? 0 : p.k_len);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
@@ -143,7 +142,7 @@ void masked_softmax_fwd_cpu(const MaskedSoftmaxParams& p) {
       else
         softmax_row_float(p, b, h, i, buf.data());
     }
-  }
+  });
 }
 
 // Adds (g - dot) * p over keys [lo, hi) of row (b, h, i) into the mask's gradient.
@@ -194,13 +193,12 @@ void masked_softmax_bwd_cpu(const MaskedSoftmaxBwdParams& p) {
   // a mask gradient broadcast over batch, heads or rows: one item owns each of its elements
   const int64_t batch = p.rows / (p.heads * p.q_len);
   const OwnedItems items = owned_items(mg, batch, mg.stride_b, p.heads, mg.stride_h, p.q_len, mg.stride_i);
-#pragma omp parallel if (worth_parallel(items.count(), items.count() * n))
-  {
+  run_region(worth_parallel(items.count(), items.count() * n), [&] {
     std::vector<float> g(n), pr(n);
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < items.count(); ++it)
       items.for_each(it, [&](int64_t b, int64_t h, int64_t i) { row_backward((b * p.heads + h) * p.q_len + i, g, pr); });
-  }
+  });
 }
 
 }  // namespace maskattn
