@@ -1,55 +1,105 @@
 #!/usr/bin/env bash
-# The GPU proof of the CUDA path (H100/H200), prepared so that a session with a lent GPU spends its
-# few device minutes running, not writing. Run in the repository root on the GPU machine:
-#   bash bench/gpu/check.sh build tests sanitize      (first call, about 8 minutes)
-#   bash bench/gpu/check.sh build bench               (second call, while the machine is warm)
-# Stages: build (pip install -e ., the visible GPU's arch), tests (the whole suite with CUDA visible,
-# junit, then python -m maskattn check), sanitize (compute-sanitizer memcheck, racecheck, synccheck
-# and initcheck over bench/gpu/kernel_cases.py; "refused" where the runtime refuses the device),
-# bench (softmax and masks with the report, then attention with the plot). Every stage runs under
-# its own time limit and the next one runs even if it failed. Logs live in build/gpu (kept between
-# calls while the machine stays warm: the bench report reads the tests' junit and the sanitizer's
-# results from there); this call's files are copied to $OUT at the end, at most 8 (the device tool
-# brings back no more); the last lines printed are the summary.
+# The GPU proof of the CUDA path (H100/H200), sized for a device budget of 15 minutes that counts
+# the machine's start too. Run in the repository root on the GPU machine, with a timeout of 600 s:
+#   bash bench/gpu/check.sh         the first call: build tests check bench memcheck (<= 540 s)
+#   bash bench/gpu/check.sh more    at once after it, while the machine is warm (it stays so for
+#                                   seconds), if device time is left: sweep sanitize suite
+# Stages: build (pip install -e ., the visible GPU's arch), tests (the CUDA cases of the suite,
+# junit), check (python -m maskattn check --device cuda), bench (attention and softmax, --quick,
+# with the report and plot), memcheck (compute-sanitizer over bench/gpu/kernel_cases.py; "refused"
+# where the runtime refuses the device), sweep (the full attention bench), sanitize (racecheck,
+# synccheck, initcheck), suite (the whole test suite). Each stage runs under the smaller of its own
+# cap and what is left of CHECK_BUDGET_S (default 540 s); a stage that cannot get its minimum is
+# skipped and says so; the next stage runs even if one failed. Logs live in build/gpu (kept between
+# calls while the machine stays warm). After every stage this call's files are copied to $OUT (at
+# most 8: the device tool brings back no more), so a call stopped at its limit still returns what
+# it finished. The last lines printed are the summary.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 KEEP=build/gpu
 mkdir -p "$KEEP"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 export TORCHINDUCTOR_CACHE_DIR="$(mktemp -d)"
+BUDGET=${CHECK_BUDGET_S:-540}
+START=$SECONDS
+DAY=$(date +%Y-%m-%d)
 summary="$KEEP/summary.txt"
 : > "$summary"
 made=("$summary")  # this call's files, for $OUT
 note() { echo "$*" | tee -a "$summary"; }
+keep() {  # adds files to this call's list, once each
+  local f g
+  for f in "$@"; do
+    for g in "${made[@]}"; do [ "$g" = "$f" ] && continue 2; done
+    made+=("$f")
+  done
+}
+
+publish() {
+  [ -n "${OUT:-}" ] || return 0
+  local f
+  for f in "${made[@]:0:8}"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+}
+
+# limit NAME CAP MIN: prints the seconds NAME may run (its cap, or what is left of the budget), or
+# notes the skip and fails when less than MIN is left
+limit() {
+  local left=$((BUDGET - (SECONDS - START) - 5))
+  local secs=$(($2 < left ? $2 : left))
+  if [ "$secs" -lt "$3" ]; then
+    note "$1: skipped ($left s left of the $BUDGET s budget, needs $3)"
+    return 1
+  fi
+  echo "$secs"
+}
+
+gpu_name() {
+  python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())" 2>/dev/null || echo gpu
+}
 
 stage_build() {
-  local t=$SECONDS
-  MAX_JOBS="${MAX_JOBS:-16}" timeout 420 python3 -m pip install --no-build-isolation --no-deps -e . > "$KEEP/build.log" 2>&1
-  local rc=$?
-  note "build: rc=$rc in $((SECONDS - t)) s"
+  local t=$SECONDS secs
+  secs=$(limit build 300 60) || return
+  MAX_JOBS="${MAX_JOBS:-16}" timeout "$secs" python3 -m pip install --no-build-isolation --no-deps -e . \
+    > "$KEEP/build.log" 2>&1
+  note "build: rc=$? in $((SECONDS - t)) s (limit $secs)"
   python3 -c "import json, maskattn; i = maskattn.build_info(); print(json.dumps({k: i.get(k) for k in ('backends', 'cuda_archs', 'torch', 'torch_cuda', 'cuda_available')}))" 2>&1 | tee -a "$summary"
-  made+=("$KEEP/build.log")
+  keep "$KEEP/build.log"
 }
 
-stage_tests() {
-  local t=$SECONDS workers="${PYTEST_WORKERS:-8}" xdist=()
-  python3 -c "import xdist" 2>/dev/null && xdist=(-n "$workers")
-  timeout 360 python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" tests --junitxml="$KEEP/junit.xml" > "$KEEP/tests.log" 2>&1
-  note "tests: rc=$? in $((SECONDS - t)) s: $(tail -1 "$KEEP/tests.log")"
+run_tests() {  # NAME CAP MIN pytest-args...
+  local name=$1 cap=$2 least=$3 t=$SECONDS secs xdist=()
+  shift 3
+  secs=$(limit "$name" "$cap" "$least") || return
+  python3 -c "import xdist" 2>/dev/null && xdist=(-n "${PYTEST_WORKERS:-8}")
+  timeout "$secs" python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" "$@" --junitxml="$KEEP/junit.xml" \
+    > "$KEEP/tests.log" 2>&1
+  note "$name: rc=$? in $((SECONDS - t)) s (limit $secs): $(tail -1 "$KEEP/tests.log")"
   grep -E "^(FAILED|ERROR)" "$KEEP/tests.log" | head -20 | tee -a "$summary"
-  t=$SECONDS
-  timeout 120 python3 -m maskattn check --device cuda >> "$KEEP/tests.log" 2>&1
-  note "maskattn check --device cuda: rc=$? in $((SECONDS - t)) s"
-  made+=("$KEEP/junit.xml" "$KEEP/tests.log")
+  keep "$KEEP/junit.xml" "$KEEP/tests.log"
 }
 
-stage_sanitize() {
-  local results="{" sep="" tool rc errors t
-  : > "$KEEP/sanitize.log"
-  for tool in memcheck racecheck synccheck initcheck; do
+stage_tests() { run_tests tests 200 30 -m cuda tests; }
+stage_suite() { run_tests suite 300 60 tests; }
+
+stage_check() {
+  local t=$SECONDS secs
+  secs=$(limit check 90 15) || return
+  echo "=== python -m maskattn check --device cuda" >> "$KEEP/tests.log"
+  timeout "$secs" python3 -m maskattn check --device cuda > "$KEEP/check.log" 2>&1
+  note "check --device cuda: rc=$? in $((SECONDS - t)) s: $(tail -1 "$KEEP/check.log")"
+  grep -E "FAIL" "$KEEP/check.log" | head -10 | tee -a "$summary"
+  cat "$KEEP/check.log" >> "$KEEP/tests.log"  # one file fewer for $OUT
+  keep "$KEEP/tests.log"
+}
+
+# sanitizer TOOL...: each tool over the kernel cases; results merged into sanitizer.json
+sanitizer() {
+  local tool rc errors t secs
+  for tool in "$@"; do
     t=$SECONDS
-    echo "=== $tool" >> "$KEEP/sanitize.log"
-    timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 99 python3 bench/gpu/kernel_cases.py cuda \
+    secs=$(limit "sanitize $tool" 120 30) || continue
+    timeout "$secs" compute-sanitizer --tool "$tool" --error-exitcode 99 python3 bench/gpu/kernel_cases.py cuda \
       > "$KEEP/sanitize.$tool.txt" 2>&1
     rc=$?
     errors=$(grep -oE "ERROR SUMMARY: [0-9]+" "$KEEP/sanitize.$tool.txt" | tail -1 | grep -oE "[0-9]+$")
@@ -58,42 +108,49 @@ stage_sanitize() {
     elif [ -z "$errors" ]; then
       errors="\"no summary (rc=$rc)\""
     fi
-    tail -60 "$KEEP/sanitize.$tool.txt" >> "$KEEP/sanitize.log"
-    rm -f "$KEEP/sanitize.$tool.txt"
-    note "sanitize $tool: rc=$rc errors=$errors in $((SECONDS - t)) s"
-    results="$results$sep\"$tool\": $errors"
-    sep=", "
+    note "sanitize $tool: rc=$rc errors=$errors in $((SECONDS - t)) s (limit $secs)"
+    [ "$rc" -ne 0 ] && grep -m 20 -E "=========" "$KEEP/sanitize.$tool.txt" | tee -a "$summary"
+    python3 - "$KEEP/sanitizer.json" "$tool" "$errors" <<'PY'
+import json, os, sys
+path, tool, errors = sys.argv[1:]
+results = json.load(open(path)) if os.path.exists(path) else {}
+results[tool] = json.loads(errors)
+json.dump(results, open(path, "w"))
+PY
   done
-  echo "$results}" > "$KEEP/sanitizer.json"
-  made+=("$KEEP/sanitize.log" "$KEEP/sanitizer.json")
+  keep "$KEEP/sanitizer.json"
 }
 
-stage_bench() {
-  local t=$SECONDS day gpu
-  day=$(date +%Y-%m-%d)
-  gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())" 2>/dev/null || echo gpu)
-  local extra=()
+stage_memcheck() { sanitizer memcheck; }
+stage_sanitize() { sanitizer racecheck synccheck initcheck; }
+
+# bench NAME CAP MIN FAMILIES TAG [--quick]: one report and plot per call
+bench() {
+  local name=$1 cap=$2 least=$3 families=$4 tag=$5 t=$SECONDS secs extra=()
+  shift 5
+  secs=$(limit "$name" "$cap" "$least") || return
+  local stem="$KEEP/$DAY-$(gpu_name)-$tag"
   [ -f "$KEEP/junit.xml" ] && extra+=(--tests-junit "$KEEP/junit.xml")
   [ -f "$KEEP/sanitizer.json" ] && extra+=(--sanitizer "$KEEP/sanitizer.json")
-  timeout 200 python3 -m maskattn bench --device cuda --only softmax,masks --report "$KEEP/$day-$gpu-softmax.json" \
-    "${extra[@]}" > "$KEEP/bench.log" 2>&1
-  note "bench softmax,masks: rc=$? in $((SECONDS - t)) s"
-  t=$SECONDS
-  timeout 330 python3 -m maskattn bench --device cuda --only attention --report "$KEEP/$day-$gpu-attention.json" \
-    --plot "$KEEP/$day-$gpu-attention.png" "${extra[@]}" >> "$KEEP/bench.log" 2>&1
-  note "bench attention: rc=$? in $((SECONDS - t)) s"
-  made+=("$KEEP/bench.log" "$KEEP/$day-$gpu-softmax.json" "$KEEP/$day-$gpu-attention.json" "$KEEP/$day-$gpu-attention.png")
-  grep -E "x |ratio|TFLOP" "$KEEP/bench.log" | tail -30
+  timeout "$secs" python3 -m maskattn bench --device cuda --only "$families" "$@" --report "$stem.json" \
+    --plot "$stem.png" "${extra[@]}" > "$KEEP/bench-$tag.log" 2>&1
+  note "$name: rc=$? in $((SECONDS - t)) s (limit $secs)"
+  grep -E "x |ratio|TFLOP" "$KEEP/bench-$tag.log" | tail -30
+  keep "$stem.json" "$stem.png" "$KEEP/bench-$tag.log"
 }
 
-for stage in "$@"; do
+stage_bench() { bench bench 150 60 attention,softmax,decode quick --quick; }
+stage_sweep() { bench sweep 330 120 attention,softmax,decode sweep; }
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(build tests check bench memcheck)
+[ "${stages[*]}" = more ] && stages=(sweep sanitize suite)
+for stage in "${stages[@]}"; do
   case "$stage" in
-    build|tests|sanitize|bench) "stage_$stage" ;;
-    *) echo "unknown stage '$stage' (build, tests, sanitize, bench)"; exit 2 ;;
+    build|tests|check|bench|memcheck|sweep|sanitize|suite) "stage_$stage" ;;
+    *) echo "unknown stage '$stage' (build, tests, check, bench, memcheck, sweep, sanitize, suite; or more)"; exit 2 ;;
   esac
+  publish
 done
-if [ -n "${OUT:-}" ]; then
-  for f in "${made[@]:0:8}"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
-fi
-echo "=== summary"
+echo "=== summary ($((SECONDS - START)) s of $BUDGET)"
 cat "$summary"
