@@ -66,6 +66,31 @@ def test_causal_unbatched_no_weights_and_grad(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sharing", ["self", "key is value", "none"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_shared_inputs_match_torch_with_parameter_grads(device, sharing, batch_first):
+    """One input tensor for query, key and value (or for key and value) takes one packed projection,
+    as in torch's module; outputs and every gradient (inputs, packed weight and bias) match torch's."""
+    ours, theirs = twin_modules(device, embed_dim=12, num_heads=3, batch_first=batch_first)
+    x, y, z = (t.requires_grad_() for t in inputs(batch_first, 3, 6, 6, 12, 12, 12, device))
+    q, k, v = {"self": (x, x, x), "key is value": (x, y, y), "none": (x, y, z)}[sharing]
+    kpm = torch.zeros(3, 6, dtype=torch.bool, device=device)
+    kpm[1, 4:] = True
+    weight = torch.randn_like(x)
+    grads = []
+    for module in (ours, theirs):
+        out, _ = module(q, k, v, key_padding_mask=kpm, need_weights=False)
+        wrt = (x, y, z, module.in_proj_weight, module.in_proj_bias, module.out_proj.weight)
+        grads.append((out, torch.autograd.grad((out * weight).sum(), wrt, allow_unused=True)))
+    (out, got), (ref, want) = grads
+    torch.testing.assert_close(out, ref)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None:
+            torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bias_kv,zero_attn", [(True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("masks", ["none", "kpm_bool", "attn_bool_2d", "float_both", "causal"])
 def test_bias_kv_and_zero_attn_match_torch(device, bias_kv, zero_attn, masks):

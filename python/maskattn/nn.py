@@ -41,6 +41,7 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
                 is_causal: bool = False, *, segments=None) -> Tuple[Tensor, Optional[Tensor]]:
         self.last_path = "fused"
         unbatched = self._check_inputs(query, key, value, key_padding_mask, attn_mask)
+        inputs_shared = (query is key, key is value)  # before the transposes below make new tensors
         if unbatched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
             if key_padding_mask is not None:
@@ -52,7 +53,7 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         src_len = key.shape[0]
         if embed != self.embed_dim:
             raise ValueError(f"maskattn.nn.MultiheadAttention: query embed dim must be {self.embed_dim}, got {embed}")
-        q, k, v = self._project(query, key, value)
+        q, k, v = self._project(query, key, value, *inputs_shared)
         extra = int(self.bias_k is not None) + int(self.add_zero_attn)
         if extra:
             if segments is not None:
@@ -118,12 +119,20 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
                              f"{tuple(key_padding_mask.shape)}")
         return unbatched
 
-    def _project(self, query: Tensor, key: Tensor, value: Tensor):
+    def _project(self, query: Tensor, key: Tensor, value: Tensor, query_is_key: bool, key_is_value: bool):
         e = self.embed_dim
         b = self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else (b[:e], b[e:2 * e], b[2 * e:])
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
+            # inputs that are one tensor take one product, as in torch's module: q, k, v are views of
+            # it (the backward then writes the packed weight's gradient whole, not three zero-filled
+            # copies of it for three slices)
+            if query_is_key and key_is_value:
+                return F.linear(query, w, b).chunk(3, dim=-1)
+            if key_is_value:
+                bkv = None if b is None else b[e:]
+                return (F.linear(query, w[:e], bq),) + F.linear(key, w[e:], bkv).chunk(2, dim=-1)
             return F.linear(query, w[:e], bq), F.linear(key, w[e:2 * e], bk), F.linear(value, w[2 * e:], bv)
         return (F.linear(query, self.q_proj_weight, bq), F.linear(key, self.k_proj_weight, bk),
                 F.linear(value, self.v_proj_weight, bv))
