@@ -80,11 +80,14 @@ def attention_cases(dev):
             count += 1
         attention_case(dev, dtype, b, 4, 4, 33, 33, 64, 64, mask=torch.rand(b, 1, 33, 33, device=dev) > 0.4)
         attention_case(dev, dtype, b, 4, 1, 1, 130, 64, 64, causal=True, align="bottom_right")  # decoding rows
+        # a decoding step over a long cache: the tensor-core forward splits the keys across blocks
+        attention_case(dev, dtype, b, 4, 2, 1, 1500, 128, 128, causal=True, align="bottom_right",
+                       k_lengths=torch.tensor([1500, 301], device=dev))
         attention_case(dev, dtype, b, 2, 2, 70, 70, 64, 64, window=(9, 4), q_lengths=ql.clamp(max=70))
         segs = torch.sort(torch.randint(0, 3, (b, 61), device=dev), -1)[0]
         attention_case(dev, dtype, b, 2, 2, 61, 61, 64, 64, segments=segs, causal=True)
         attention_case(dev, dtype, b, 2, 2, 61, 61, 64, 64, mask=torch.randn(61, 61, device=dev))
-        count += 5
+        count += 6
     # dropout: runs (kernels and the generator) with the keep mask regenerated in the backward
     q, k, v = (torch.randn(2, 4, 50, 64, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     out = ma.masked_attention(q, k, v, causal=True, dropout_p=0.2)

@@ -92,8 +92,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_at
   p.row_stats = row_stats.data_ptr<float>();
   p.dropout = make_dropout_spec(dropout_p, seed, offset, p.heads, p.q_len, p.k_len);
   if (out.numel() == 0 && lse.numel() == 0) return {out, lse, weights, row_stats, rng_state};
+  at::Tensor workspace;  // CUDA: the partial results of key splits, when the kernels split the keys
   run_on_device(op, q.device(), [&] { masked_attention_fwd_cpu(p); },
-                [&](void* stream) { masked_attention_fwd_cuda(p, stream); });
+                [&](void* stream) {
+                  const int64_t floats = attention_fwd_workspace_floats_cuda(p);
+                  if (floats > 0) {
+                    workspace = at::empty({floats}, q.options().dtype(at::kFloat));
+                    p.workspace_f32 = workspace.data_ptr<float>();
+                  }
+                  masked_attention_fwd_cuda(p, stream);
+                });
   return {out, lse, weights, row_stats, rng_state};
 }
 

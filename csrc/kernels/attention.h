@@ -36,6 +36,9 @@ struct AttentionFwdParams {
   double scale = 1.0;
   MaskSpec mask;
   DropoutSpec dropout;
+  // CUDA: float32 scratch of attention_fwd_workspace_floats_cuda(p) elements for the partial results
+  // of key splits (null: no split); the CPU kernels ignore it
+  float* workspace_f32 = nullptr;
 };
 
 // Gradients from the saved row statistics, probabilities recomputed tile by tile.
@@ -66,6 +69,7 @@ void masked_attention_fwd_cpu(const AttentionFwdParams& p);
 void masked_attention_bwd_cpu(const AttentionBwdParams& p);
 
 int64_t attention_bwd_workspace_floats_cuda(const AttentionBwdParams& p);
+int64_t attention_fwd_workspace_floats_cuda(const AttentionFwdParams& p);
 void masked_attention_fwd_cuda(const AttentionFwdParams& p, void* stream);
 void masked_attention_bwd_cuda(const AttentionBwdParams& p, void* stream);
 // Which CUDA kernels attention of this dtype and head sizes runs on the current device, for

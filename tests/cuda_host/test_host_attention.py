@@ -22,6 +22,7 @@ from unittest import mock
 
 import pytest
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 import maskattn as ma
 import test_attention
@@ -53,7 +54,7 @@ def assert_ran(host, *expected):
 
 def tc_kernels(dtype, bucket):
     e = ELEM[dtype]
-    return [f"attention_fwd_tc_kernel<{e}, {bucket}>", f"attention_bwd_dq_tc_kernel<{e}, {bucket}>",
+    return [f"attention_fwd_tc_kernel<{e}, {bucket}, false>", f"attention_bwd_dq_tc_kernel<{e}, {bucket}>",
             f"attention_bwd_dkdv_tc_kernel<{e}, {bucket}>"]
 
 
@@ -61,6 +62,57 @@ def simt_kernels(dtype):
     e = ELEM[dtype]
     return [f"attention_fwd_simt_kernel<{e}>", f"attention_bwd_dq_simt_kernel<{e}>",
             f"attention_bwd_dkdv_simt_kernel<{e}>"]
+
+
+def split_kernels(dtype, bucket):
+    e = ELEM[dtype]
+    return [f"attention_fwd_tc_kernel<{e}, {bucket}, true>", f"attention_fwd_merge_kernel<{e}, {bucket}>"]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("lq,lk", [(1, 1100), (70, 600)])
+def test_tensor_cores_key_splits_every_mask_kind(on_host, dtype, kind, lq, lk):
+    """Few query tiles against many keys (a decoding step): the keys run in several blocks of at
+    least 256 keys each, merged after; with random lengths some runs of a sequence are empty."""
+    b, h, hkv = 2, 2, 1
+    q, k, v = qkv(b, h, hkv, lq, lk, 64, 64, dtype)
+    check_against_reference(q, k, v, f"{kind} {lq}x{lk} {dtype}", **mask_kwargs(kind, b, h, lq, lk, "cpu"))
+    assert_ran(on_host, *split_kernels(dtype, 64))
+
+
+@pytest.mark.parametrize("d,dv,bucket,lk", [(128, 96, 128, 700), pytest.param(256, 200, 256, 600, marks=pytest.mark.slow)])
+def test_tensor_cores_key_splits_head_buckets(on_host, d, dv, bucket, lk):
+    b, h, hkv, lq = 1, 4, 2, 3
+    q, k, v = qkv(b, h, hkv, lq, lk, d, dv, torch.bfloat16)
+    check_against_reference(q, k, v, f"d={d} dv={dv}", scale=0.3,
+                            **mask_kwargs("causal_padding_bottom_right", b, h, lq, lk, "cpu"))
+    assert_ran(on_host, *split_kernels(torch.bfloat16, bucket))
+
+
+def test_key_splits_follow_the_multiprocessor_count(on_host):
+    """Blocks that fill the GPU are not split; the same call on a GPU with more multiprocessors is."""
+    q, k, v = qkv(1, 2, 2, 1, 1100, 64, 64, torch.float16)
+    on_host.set_multiprocessors(2)  # the call's 2 blocks fill them
+    unsplit = ma.masked_attention(q, k, v)
+    names = launched(on_host)
+    assert "attention_fwd_tc_kernel<__half, 64, false>" in names and not any("merge" in n for n in names)
+    on_host.set_multiprocessors(132)
+    split = ma.masked_attention(q, k, v)
+    assert_ran(on_host, *split_kernels(torch.float16, 64))
+    torch.testing.assert_close(split, unsplit, rtol=0, atol=2e-3)
+
+
+def test_key_splits_drop_what_the_cpu_drops(on_host):
+    """Dropout in split runs: the same Philox numbers keyed by (b, h, i, j) as the CPU kernel."""
+    q, k, v = (t.detach() for t in qkv(2, 2, 1, 1, 900, 64, 64, torch.float16))
+    lengths = torch.tensor([900, 333])
+    ours = ma.masked_attention(q, k, v, k_lengths=lengths, dropout_p=0.3, generator=torch.Generator().manual_seed(5))
+    assert_ran(on_host, *split_kernels(torch.float16, 64))
+    with _disable_current_modes():  # the CPU kernel, not its CUDA twin
+        cpu = ma.masked_attention(q, k, v, k_lengths=lengths, dropout_p=0.3,
+                                  generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(ours.float(), cpu.float(), rtol=0, atol=4e-3)
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -131,7 +183,7 @@ def test_misaligned_dout_runs_the_simt_backward(on_host):
     b, h, lq, lk = 2, 2, 40, 40
     q, k, v = qkv(b, h, h, lq, lk, 64, 64, torch.float16)
     out = ma.masked_attention(q, k, v, causal=True)
-    assert_ran(on_host, "attention_fwd_tc_kernel<__half, 64>")
+    assert_ran(on_host, "attention_fwd_tc_kernel<__half, 64, false>")
     g = guarded(torch.randn(out.numel() + 1).half())[1:].view(out.shape)  # data_ptr 2 bytes off alignment
     grads = torch.autograd.grad(out, (q, k, v), g)
     assert_ran(on_host, *simt_kernels(torch.float16)[1:])

@@ -52,6 +52,15 @@ const char* masked_attention_cuda_path(ScalarKind dtype, int64_t head_dim, int64
   return attn::tensor_core_bucket(p, attn::current_device_info()) != 0 ? "tensor_cores" : "simt";
 }
 
+int64_t attention_fwd_workspace_floats_cuda(const AttentionFwdParams& p) {
+  attn::check_attention_params(p);
+  const attn::DeviceInfo dev = attn::current_device_info();
+  const int bucket = attn::tensor_core_bucket(p, dev);
+  if (bucket == 0 || p.batch * p.heads * p.q_len == 0) return 0;
+  const int splits = attn::fwd_tc_key_splits(p, bucket, dev);
+  return splits > 1 ? splits * p.batch * p.heads * p.q_len * attn::fwd_partial_floats(bucket) : 0;
+}
+
 void masked_attention_fwd_cuda(const AttentionFwdParams& p, void* stream) {
   attn::check_attention_params(p);
   if (p.batch * p.heads * p.q_len == 0) return;

@@ -4,7 +4,9 @@
 // tiles stream through shared memory in two cp.async buffers (the next tile loads while this one
 // is multiplied); S = Q K^T and O += P V run on mma.m16n8k16 with fp32 accumulators; the softmax
 // is online, in base 2, in registers. Only key tiles MaskSpec can allow are visited; full tiles
-// skip all mask arithmetic. Head sizes are padded to HD (64, 128 or 256) with zeros.
+// skip all mask arithmetic. Head sizes are padded to HD (64, 128 or 256) with zeros. With key
+// splits (fwd_tc_key_splits), key_splits blocks share the key tiles of one query tile, each
+// writing its unnormalised partial result to the workspace, merged by attention_fwd_merge_kernel.
 #pragma once
 #include <cstdint>
 
@@ -60,9 +62,17 @@ __device__ __forceinline__ void online_softmax(float (&s)[N_TILES][4], float (&o
   }
 }
 
-template <typename Elem, int HD>
+// Run `split` of `splits` near-equal runs of a span's tiles (empty when the span is shorter).
+MA_HD TileSpan split_span(const TileSpan& span, uint32_t split, uint32_t splits) {
+  const int64_t per = (span.count() + splits - 1) / splits;
+  const int64_t first = span.first + split * per;
+  return {first, first + per < span.end ? first + per : span.end};
+}
+
+// kSplitKeys: an instantiation of its own, so the kernel without splits keeps its registers
+template <typename Elem, int HD, bool kSplitKeys>
 __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
-    attention_fwd_tc_kernel(const AttentionFwdParams p, int64_t q_tiles, bool later_heavier) {
+    attention_fwd_tc_kernel(const AttentionFwdParams p, int64_t q_tiles, bool later_heavier, int key_splits_arg) {
   using Cfg = FwdTcConfig<HD>;
   constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
   unsigned char* smem_raw = gpu::dynamic_smem;
@@ -72,7 +82,8 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const MaskSpec& mask = p.mask;
 
-  const TileTask task = tile_task(blockIdx.x, p.batch, p.heads, q_tiles, later_heavier);
+  const uint32_t key_splits = kSplitKeys ? (uint32_t)key_splits_arg : 1u;
+  const TileTask task = tile_task(blockIdx.x / key_splits, p.batch, p.heads, q_tiles, later_heavier);
   const int64_t b = task.batch, h = task.head, kvh = kv_head_of(h, p.heads, p.kv_heads);
   const int64_t i0 = task.tile * Cfg::kRows;
   const int64_t k_valid = mask.k_len_of(b);
@@ -81,7 +92,8 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
   const Elem* v_src = static_cast<const Elem*>(p.v) + b * p.v_stride_b + kvh * p.v_stride_h;
   const int d = (int)p.head_dim, dv = (int)p.v_head_dim;
 
-  const TileSpan span = key_tiles_for_rows(mask, b, i0, Cfg::kRows, Cfg::kKeys);
+  const TileSpan span = split_span(key_tiles_for_rows(mask, b, i0, Cfg::kRows, Cfg::kKeys),
+                                   blockIdx.x % key_splits, key_splits);
   auto load_kv = [&](int64_t t, int buf) {
     copy_tile_async<Cfg::kKeys, HD, Cfg::kThreads>(k_tiles + buf * Cfg::kKeys * HD, k_src, p.k_stride_j,
                                                    t * Cfg::kKeys, k_valid, d);
@@ -148,6 +160,26 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     float total = l[rh];
     total += __shfl_xor_sync(0xffffffffu, total, 1);
     total += __shfl_xor_sync(0xffffffffu, total, 2);
+    if constexpr (kSplitKeys) {  // this run's share, unnormalised: the merge kernel finishes the row
+      const int64_t i = row[rh];
+      if (i >= p.q_len) continue;
+      // (the run's index read again here: one register fewer across the key loop)
+      const int64_t run = blockIdx.x % key_splits;
+      float* part = p.workspace_f32 + (run * p.batch * p.heads * p.q_len + row_base + i) * fwd_partial_floats(HD);
+      if ((lane & 3) == 0) {
+        part[HD] = m[rh];
+        part[HD + 1] = total;
+      }
+#pragma unroll
+      for (int ot = 0; ot < kOutTiles; ++ot) {
+        const int col = ot * 8 + frag::acc_col(lane, 0);
+        if (col < dv) {
+          part[col] = o[ot][2 * rh];
+          part[col + 1] = o[ot][2 * rh + 1];
+        }
+      }
+      continue;
+    }
     // l == 0 exactly when no key was allowed: zeros and -inf, never 0/0
     const float inv = total > 0.f ? (float)p.dropout.scale / total : 0.f;
     const int64_t i = row[rh];
@@ -166,6 +198,47 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
         *reinterpret_cast<uint32_t*>(out_row + col) =
             pack2(o[ot][2 * rh] * inv, o[ot][2 * rh + 1] * inv, Elem());
     }
+  }
+}
+
+// Finishes rows whose keys ran in key_splits blocks: the runs' maxima m_s and sums l_s (base 2)
+// and unnormalised outputs o_s merge as M = max m_s, l = sum l_s 2^(m_s - M), out = sum o_s
+// 2^(m_s - M) / l. One warp a row, lane s holding run s (key_splits <= 32).
+template <typename Elem, int HD>
+__global__ void __launch_bounds__(128) attention_fwd_merge_kernel(const AttentionFwdParams p, int key_splits) {
+  const int lane = threadIdx.x & 31;
+  const int64_t rows = p.batch * p.heads * p.q_len;
+  const int64_t r = (int64_t)blockIdx.x * 4 + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  constexpr int kStride = (int)fwd_partial_floats(HD);
+  const float* parts = p.workspace_f32 + r * kStride;
+  const int64_t split_step = rows * kStride;
+  const float m_s = lane < key_splits ? parts[lane * split_step + HD] : -INFINITY;
+  float mx = m_s;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  // runs that allowed no key weigh 0; a row no run allowed keeps total 0 (zeros and -inf)
+  const float w = m_s == -INFINITY ? 0.f : fast_exp2(m_s - mx);
+  float total = lane < key_splits ? w * parts[lane * split_step + HD + 1] : 0.f;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) total += __shfl_xor_sync(0xffffffffu, total, off);
+  const float inv = total > 0.f ? (float)p.dropout.scale / total : 0.f;
+  const int dv = (int)p.v_head_dim;
+  Elem* out_row = static_cast<Elem*>(p.out) + r * dv;
+  for (int col0 = 0; col0 < dv; col0 += 32) {  // every lane through each step: the shuffles need all 32
+    const int col = col0 + lane;
+    float acc = 0.f;
+    for (int s = 0; s < key_splits; ++s) {
+      const float w_s = __shfl_sync(0xffffffffu, w, s);
+      if (col < dv) acc += w_s * parts[s * split_step + col];
+    }
+    if (col < dv) out_row[col] = gpu::from_float<Elem>(acc * inv);
+  }
+  if (lane == 0) {
+    const float log_sum2 = log2f(total);
+    p.lse[r] = total > 0.f ? (mx + log_sum2) * kLn2 : -INFINITY;
+    p.row_stats[2 * r] = total > 0.f ? mx : -INFINITY;  // base 2, as the backward reads them
+    p.row_stats[2 * r + 1] = total > 0.f ? log_sum2 : 0.f;
   }
 }
 

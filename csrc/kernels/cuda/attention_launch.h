@@ -35,6 +35,7 @@ struct DeviceInfo {
   int index = 0;
   int major = 0;
   int max_smem = 0;                  // dynamic shared memory a block may opt into, bytes
+  int sms = 0;                       // streaming multiprocessors
   bool tensor_core_kernels = false;  // sm_80+ and the tensor-core kernels were compiled for it
 };
 
@@ -45,6 +46,7 @@ inline DeviceInfo current_device_info() {
              "compute capability");
   cuda_check(cudaDeviceGetAttribute(&info.max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, info.index),
              "shared memory limit");
+  cuda_check(cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, info.index), "multiprocessor count");
   info.tensor_core_kernels = info.major >= 8 && tensor_core_kernel_arch() >= 80;
   return info;
 }
@@ -127,6 +129,11 @@ int simt_edge(const AttentionFwdParams& f, const DeviceInfo& dev, FloatsOf float
                            " bytes); the CUDA kernels support head sizes up to about " +
                            std::to_string(dev.max_smem / (4 * 8 * 3 * 2)) + " each");
 }
+
+// Key splits of the tensor-core forward (1: none): when its blocks fill less than one wave of the
+// GPU (a decoding step, a batch of one with few heads), each block's key tiles are cut into runs
+// of at least 256 keys, each run a block of its own, merged after (flash-decoding).
+int fwd_tc_key_splits(const AttentionFwdParams& p, int bucket, const DeviceInfo& dev);
 
 // Tensor-core launchers, one translation unit per pass so the builds run in parallel.
 template <typename Elem>

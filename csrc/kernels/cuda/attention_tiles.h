@@ -72,6 +72,10 @@ MA_HD bool later_key_tiles_heavier(const MaskSpec& m) { return m.window_left >= 
 
 // Work of one block of a 1-D grid: the slowest-varying index is the tile, in heaviest-first
 // order, so every (batch, head) starts its heavy tiles before any light one.
+// Floats of one key split's partial result of one query row (tensor-core forward): the
+// unnormalised output padded to the head bucket, then the row's running max (base 2) and sum.
+MA_HD constexpr int64_t fwd_partial_floats(int bucket) { return bucket + 2; }
+
 struct TileTask {
   int64_t tile;
   int64_t batch;

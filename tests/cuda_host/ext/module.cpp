@@ -33,7 +33,10 @@ void set_device(int64_t major, int64_t minor, int64_t max_smem_optin, int64_t ke
   d.minor = (int)minor;
   d.max_smem_optin = (int)max_smem_optin;
   d.kernel_ptx_arch = (int)kernel_ptx_arch;
+  d.sms = cuda_host::DeviceModel().sms;  // the default (H100) until set_multiprocessors
 }
+
+void set_multiprocessors(int64_t sms) { cuda_host::device_model().sms = (int)sms; }
 
 std::tuple<int64_t, int64_t, int64_t, int64_t> device() {
   const auto& d = cuda_host::device_model();
@@ -121,6 +124,7 @@ TORCH_LIBRARY(maskattn_cuda_host, m) {
   m.def("masked_attention_backward", &maskattn::masked_attention_backward_op);
 
   m.def("set_device", &set_device);
+  m.def("set_multiprocessors", &set_multiprocessors);
   m.def("device", &device);
   m.def("take_launch_log", &take_launch_log);
   m.def("set_schedule_seed", &set_schedule_seed);

@@ -206,6 +206,7 @@ enum cudaError_t {
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
 enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrComputeCapabilityMajor = 75,
   cudaDevAttrComputeCapabilityMinor = 76,
   cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
@@ -242,6 +243,7 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int /
     case cudaDevAttrComputeCapabilityMajor: *value = d.major; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMinor: *value = d.minor; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = d.max_smem_optin; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = d.sms; return cudaSuccess;
   }
   return cudaErrorInvalidValue;
 }

@@ -22,6 +22,7 @@ struct DeviceModel {
   int major = 9, minor = 0;
   int max_smem_optin = 232448;  // bytes of dynamic shared memory a block may opt into (H100)
   int kernel_ptx_arch = 90;     // cudaFuncGetAttributes(...).ptxVersion: the arch the kernels were built for
+  int sms = 132;                // multiprocessors (H100 SXM)
 };
 DeviceModel& device_model();
 
