@@ -162,3 +162,107 @@ def test_activation_checkpointing_gives_the_same_gradients(op, reentrant):
     for got, want in zip(recomputed, plain):
         assert want.abs().sum() > 0
         assert torch.equal(got, want)
+
+
+class _Recorder:
+    """A torch-function or dispatch mode that records each function it sees and runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _record(self, func, args, kwargs):
+        self.seen.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+class _RecordFunctions(_Recorder, torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return self._record(func, args, kwargs)
+
+
+class _RecordDispatch(_Recorder, torch.utils._python_dispatch.TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self._record(func, args, kwargs)
+
+
+class _LoggedTensor(torch.Tensor):
+    """A subclass with __torch_function__ (as tensor-parallel or quantised wrappers have)."""
+    seen = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.seen.append(func)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+_OP_PAIRS = {"masked_attention": (torch.ops.maskattn.masked_attention.default,
+                                  torch.ops.maskattn.masked_attention_backward.default),
+             "masked_softmax": (torch.ops.maskattn.masked_softmax.default,
+                                torch.ops.maskattn.masked_softmax_backward.default)}
+
+
+def _call_seen_by(mode, op, q, k, v, mask):
+    with mode:
+        out = _calls(q, k, v, mask)[op]()
+    assert _OP_PAIRS[op][0] in mode.seen
+    return out
+
+
+@pytest.mark.parametrize("op", ["masked_attention", "masked_softmax"])
+@pytest.mark.parametrize("needs_grad", [False, True])
+def test_torch_function_modes_and_subclasses_see_the_op(op, needs_grad):
+    """Eager calls take a typed entry that skips __torch_function__ only when nothing has one: a
+    mode or a subclass that does still sees the op, with the same result and gradient (torch's
+    autograd engine runs backward formulas with __torch_function__ off, before as now)."""
+    q, k, v, mask = _inputs()
+    want = _references(q, k, v, mask)[op]()
+    torch.testing.assert_close(_call_seen_by(_RecordFunctions(), op, q, k, v, mask), want, rtol=1e-10, atol=1e-12)
+    _LoggedTensor.seen.clear()
+    logged = q.detach().as_subclass(_LoggedTensor).requires_grad_(needs_grad)
+    out = _calls(logged, k, v, mask)[op]()
+    assert _OP_PAIRS[op][0] in _LoggedTensor.seen
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), want, rtol=1e-10, atol=1e-12)
+    if needs_grad:
+        (grad,) = torch.autograd.grad(out.square().sum(), logged)
+        q.requires_grad_()
+        (want_grad,) = torch.autograd.grad(_references(q, k, v, mask)[op]().square().sum(), q)
+        torch.testing.assert_close(grad.as_subclass(torch.Tensor), want_grad, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("op", ["masked_attention", "masked_softmax"])
+def test_dispatch_modes_and_the_profiler_see_the_typed_entry(op):
+    """The typed entry still goes through the dispatcher: dispatch modes (fake tensors, make_fx,
+    functionalisation) and the profiler see the op and its backward."""
+    forward_op, backward_op = _OP_PAIRS[op]
+    q, k, v, mask = _inputs()
+    plain = _calls(q, k, v, mask)[op]()
+    assert torch.equal(_call_seen_by(_RecordDispatch(), op, q, k, v, mask), plain)
+    q.requires_grad_()
+    with torch.profiler.profile() as prof:
+        _calls(q, k, v, mask)[op]().sum().backward()
+    names = {event.name for event in prof.events()}
+    assert {forward_op.name(), backward_op.name()} <= names, sorted(n for n in names if "maskattn" in n)
+
+
+def test_a_tensor_that_escaped_a_finished_transform():
+    """A tensor kept from inside torch.func.grad is a wrapper of a finished transform: the eager
+    autograd path unwraps it (as autograd.Function.apply does), so gradients reach what it wraps."""
+    saved = []
+
+    def keep_intermediate(x):
+        y = x * 2
+        saved.append(y)
+        return y.sum()
+
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    torch.func.grad(keep_intermediate)(x)
+    (escaped,) = saved
+    assert torch._C._functorch.is_functorch_wrapped_tensor(escaped)
+    k = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for attend in (lambda: ma.masked_attention(escaped, k, k, causal=True, k_lengths=K_LENGTHS),
+                   lambda: reference_attention(escaped, k, k, causal=True, k_lengths=K_LENGTHS)[0]):
+        grads.append(torch.autograd.grad(attend().square().sum(), (x, k), retain_graph=True))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)

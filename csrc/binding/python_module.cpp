@@ -13,6 +13,7 @@
 #include "../kernels/cpu/cpu_kernels.h"
 #include "../kernels/cpu/gemm_self_check.h"
 #include "../kernels/cpu/scratch_pool.h"
+#include "below_autograd_calls.h"
 #include "cuda_support.h"
 
 #ifndef MASKATTN_VERSION
@@ -54,6 +55,7 @@ static py::dict cpu_info() {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "maskattn compiled kernels (ops are registered under torch.ops.maskattn)";
+  maskattn::add_below_autograd_calls(m);
   m.def("build_info", []() {
     py::dict info;
     info["version"] = MASKATTN_VERSION;

@@ -2,21 +2,38 @@
 import torch
 import torch.autograd.forward_ad as _forward_ad
 
-from . import _C  # noqa: F401  (loading the extension registers the op schemas and kernels)
+from . import _C  # loading the extension registers the op schemas and kernels
 from . import _grads
 
 ops = torch.ops.maskattn
 
+# The ops' typed calls below the autograd key (~0.5 us of argument handling against ~5 us through
+# torch.ops' generic entry); they skip __torch_function__, so only for arguments without one.
+_BELOW_AUTOGRAD = {
+    ops.masked_attention.default: _C.below_autograd.masked_attention,
+    ops.masked_attention_backward.default: _C.below_autograd.masked_attention_backward,
+    ops.masked_softmax.default: _C.below_autograd.masked_softmax,
+    ops.masked_softmax_backward.default: _C.below_autograd.masked_softmax_backward,
+}
 
-def call_op(op, grad_inputs, *args):
-    """``op(*args)`` with all of the op's arguments, by the shortest way eager mode allows: below the
-    autograd key when none of ``grad_inputs`` needs a gradient (what the op's registered autograd
-    kernel would do after a round trip through Python, ~10 us), else through an autograd.Function
-    holding the same formulas (the registered kernel's generic argument handling costs ~80 us a call
-    on an op of 18 arguments). Under torch.compile the op is called as is, so the graph records it
-    with its registered autograd."""
-    if torch.compiler.is_compiling():
+
+def call_below_autograd(op, *args):
+    """``op(*args)`` (all of the op's arguments) with no gradient recorded."""
+    if not torch._C._has_torch_function(args):
+        return _BELOW_AUTOGRAD[op](*args)
+    with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
+
+
+def call_op(op, grad_inputs, args, output_only=False):
+    """``op(*args)`` with all of the op's arguments, by the shortest way eager mode allows: below the
+    autograd key when none of ``grad_inputs`` needs a gradient (by the op's typed entry when no
+    argument has __torch_function__), else through an autograd.Function holding the same formulas
+    (the registered kernel's generic argument handling costs ~80 us a call on an op of 18
+    arguments). Under torch.compile the op is called as is, so the graph records it with its
+    registered autograd. ``output_only``: masked_attention's first output alone."""
+    if torch.compiler.is_compiling():
+        return op(*args)[0] if output_only else op(*args)
     if _forward_ad._current_level >= 0 and any(
             t is not None and _forward_ad.unpack_dual(t).tangent is not None for t in grad_inputs):
         # the op has no forward-mode formula: its tangent would silently be lost
@@ -24,10 +41,13 @@ def call_op(op, grad_inputs, *args):
                                   "torch.autograd.forward_ad dual tensors); use reverse mode "
                                   "(.backward() or torch.autograd.grad)")
     if torch.is_grad_enabled() and torch._C._any_requires_grad(*grad_inputs):
-        plain, for_transforms = _EAGER_AUTOGRAD[op]
-        return (for_transforms if torch._C._are_functorch_transforms_active() else plain).apply(*args)
-    with torch._C._AutoDispatchBelowAutograd():
-        return op(*args)
+        plain_apply, for_transforms = _EAGER_AUTOGRAD[op]
+        outputs = for_transforms.apply(*args) if torch._C._are_functorch_transforms_active() else plain_apply(args)
+        return outputs[0] if output_only else outputs
+    if output_only and not torch._C._has_torch_function(args):
+        return _C.below_autograd.masked_attention_output(*args)
+    outputs = call_below_autograd(op, *args)
+    return outputs[0] if output_only else outputs
 
 
 @torch.library.register_fake("maskattn::attention_mask")
@@ -115,9 +135,9 @@ def _softmax_backward(ctx, grad):
     if torch.is_grad_enabled():  # create_graph: a backward that can itself be differentiated
         grad_scores, grad_mask = _grads.softmax_backward(grad, probs, scale, mask if mask_grad else None)
         return (grad_scores, grad_mask) + (None,) * 10
-    grad_scores, grad_mask = ops.masked_softmax_backward(grad.to(probs.dtype), probs, scale, causal, align,
-                                                         align_offset, window_left, window_right, k_lengths,
-                                                         mask, mask_grad)
+    grad_scores, grad_mask = call_below_autograd(ops.masked_softmax_backward.default, grad.to(probs.dtype), probs,
+                                                 scale, causal, align, align_offset, window_left, window_right,
+                                                 k_lengths, mask, mask_grad)
     return (grad_scores, grad_mask if mask_grad else None) + (None,) * 10
 
 
@@ -145,16 +165,17 @@ def _attention_backward(ctx, dout, dlse, dweights, _drow_stats, _drng_state):
             raise RuntimeError("maskattn.masked_attention: double backward (create_graph=True) is not supported "
                                "with dropout_p > 0; use dropout_p=0 for gradient penalties or Hessian products")
         # create_graph: differentiable formulas over the weights, recomputed by the (differentiable) forward
-        weights = call_op(ops.masked_attention.default, (q, k, v, mask), q, k, v, mask, causal, align, align_offset,
-                          wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, True, 0.0, None)[2]
+        args = (q, k, v, mask, causal, align, align_offset, wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale,
+                True, 0.0, None)
+        weights = call_op(ops.masked_attention.default, (q, k, v, mask), args)[2]
         dq, dk, dv, grad_mask = _grads.attention_backward(dout, dlse, dweights, q, k, v, weights, scale,
                                                           mask if mask_grad else None)
         return (dq, dk, dv, grad_mask) + (None,) * 14
     if dout is None:
         dout = torch.zeros_like(out)
-    dq, dk, dv, grad_mask = ops.masked_attention_backward(
-        dout.to(out.dtype), dlse, dweights, q, k, v, out, lse, mask, causal, align, align_offset, wl, wr,
-        q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, row_stats, dropout_p, rng_state, mask_grad)
+    dq, dk, dv, grad_mask = call_below_autograd(
+        ops.masked_attention_backward.default, dout.to(out.dtype), dlse, dweights, q, k, v, out, lse, mask, causal,
+        align, align_offset, wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, row_stats, dropout_p, rng_state, mask_grad)
     return (dq, dk, dv, grad_mask if mask_grad else None) + (None,) * 14
 
 
@@ -163,14 +184,15 @@ torch.library.register_autograd("maskattn::masked_attention", _attention_backwar
 
 
 def _eager_autograd(op, setup_context, backward):
-    """Two autograd.Functions running ``op`` below the autograd key with the op's registered
-    formulas: one with the context set up inside forward (autograd.Function.apply binds the
-    signature of one with a separate setup_context, ~30 us), and one with a separate setup_context,
-    as torch.func transforms (grad, vjp, jacrev) require."""
+    """Two ways to run ``op`` below the autograd key with the op's registered formulas: the apply
+    of an autograd.Function with the context set up inside forward, called at torch's C level
+    (autograd.Function.apply would bind the signature of one with a separate setup_context, ~30 us,
+    and scan all 18 arguments for dead functorch wrappers, ~2.5 us, where only the tensor ones can
+    be), and an autograd.Function with a separate setup_context, as torch.func transforms (grad,
+    vjp, jacrev) require."""
 
     def below_autograd(*args):
-        with torch._C._AutoDispatchBelowAutograd():
-            return op(*args)
+        return call_below_autograd(op, *args)
 
     def forward_with_context(ctx, *args):
         output = below_autograd(*args)
@@ -180,10 +202,23 @@ def _eager_autograd(op, setup_context, backward):
     name = "".join(word.title() for word in op._opname.split("_"))  # grad_fn: MaskedAttentionBackward
     plain = type(name, (torch.autograd.Function,),
                  {"forward": staticmethod(forward_with_context), "backward": staticmethod(backward)})
+    c_apply = super(torch.autograd.function._SingleLevelFunction, plain).apply
+    tensor_positions = [i for i, a in enumerate(op._schema.arguments) if "Tensor" in str(a.type)]
+    unwrap_if_dead = torch._C._functorch.unwrap_if_dead
+
+    def plain_apply(args):
+        # as autograd.Function.apply outside transforms: a tensor that escaped a finished
+        # transform (torch.func.vjp's outputs) enters as the plain tensor it wraps
+        args = list(args)
+        for i in tensor_positions:
+            if args[i] is not None:
+                args[i] = unwrap_if_dead(args[i])
+        return c_apply(*args)
+
     for_transforms = type(f"{name}UnderTransforms", (torch.autograd.Function,),
                           {"forward": staticmethod(below_autograd), "setup_context": staticmethod(setup_context),
                            "backward": staticmethod(backward), "generate_vmap_rule": True})
-    return plain, for_transforms
+    return plain_apply, for_transforms
 
 
 _EAGER_AUTOGRAD = {

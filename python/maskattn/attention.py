@@ -4,8 +4,8 @@ from typing import Optional
 
 import torch
 
-from ._args import (as_tensor, check_dropout, check_key_mask, check_scale, check_tensor, split_align, split_segments,
-                    split_window)
+from ._args import (ALIGNMENTS, as_tensor, check_dropout, check_key_mask, check_scale, check_tensor, split_align,
+                    split_segments, split_window)
 from ._ops import call_op, ops
 
 
@@ -52,17 +52,16 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask:
     quadratic in the length, as eager attention), so double backward (gradient penalties,
     Hessian-vector products) is exact; without it the fused backward kernel runs.
     """
-    out, weights, lse, _ = attention_with_rng_state(
-        q, k, v, mask=mask, causal=causal, align=align, window=window, q_lengths=q_lengths, k_lengths=k_lengths,
-        key_mask=key_mask, segments=segments, scale=scale, dropout_p=dropout_p, generator=generator,
-        return_weights=return_weights)
+    args = _op_args(q, k, v, mask, causal, align, window, q_lengths, k_lengths, key_mask, segments, scale, dropout_p,
+                    generator, return_weights)
+    if not (return_weights or return_lse):
+        return call_op(ops.masked_attention.default, (q, k, v, mask), args, output_only=True)
+    out, lse, weights, _, _ = call_op(ops.masked_attention.default, (q, k, v, mask), args)
     if return_weights and return_lse:
         return out, weights, lse
     if return_weights:
         return out, weights
-    if return_lse:
-        return out, lse
-    return out
+    return out, lse
 
 
 def attention_with_rng_state(q, k, v, *, mask=None, causal=False, align="top_left", window=None, q_lengths=None,
@@ -70,30 +69,44 @@ def attention_with_rng_state(q, k, v, *, mask=None, causal=False, align="top_lef
                              generator=None, return_weights=False):
     """masked_attention's (out, weights, lse, rng_state): rng_state is the (2,) int64 (seed, offset)
     the dropout drew with, for maskattn._debug.dropout_keep_mask (weights empty unless asked for)."""
+    args = _op_args(q, k, v, mask, causal, align, window, q_lengths, k_lengths, key_mask, segments, scale, dropout_p,
+                    generator, return_weights)
+    out, lse, weights, _, rng_state = call_op(ops.masked_attention.default, (q, k, v, mask), args)
+    return out, weights, lse, rng_state
+
+
+def _op_args(q, k, v, mask, causal, align, window, q_lengths, k_lengths, key_mask, segments, scale, dropout_p,
+             generator, return_weights):
+    """masked_attention's arguments checked and in the op's order (the common case, no window,
+    segments or lengths with a named alignment, checked in ~1 us: a decoding step's kernel takes a
+    few)."""
     fn = "masked_attention"
     for name, t in (("q", q), ("k", k), ("v", v)):
-        check_tensor(t, name, fn, dims=4)
+        if not (isinstance(t, torch.Tensor) and t.dim() == 4):
+            check_tensor(t, name, fn, dims=4)
     check_tensor(mask, "mask", fn)
-    align_name, align_offset = split_align(align, fn)
-    left, right = split_window(window, fn)
-    q_seg, k_seg = split_segments(segments, fn)
+    if align.__class__ is str and align in ALIGNMENTS:
+        align_name, align_offset = align, 0
+    else:
+        align_name, align_offset = split_align(align, fn)
+    left, right = (None, None) if window is None else split_window(window, fn)
+    q_seg, k_seg = (None, None) if segments is None else split_segments(segments, fn)
     if isinstance(segments, torch.Tensor) and q.shape[2] != k.shape[2]:
         raise ValueError(f"maskattn.{fn}: one segments tensor describes self-attention (Lq == Lk), got Lq "
                          f"{q.shape[2]} and Lk {k.shape[2]}; pass segments=(q_segments, k_segments)")
     if scale is None:
         if q.shape[-1] == 0:
             raise ValueError(f"maskattn.{fn}: q head size (dim 3) must be >= 1, got shape {tuple(q.shape)}")
-        scale = 1.0 / math.sqrt(q.shape[-1])
-    scale = check_scale(scale, fn)
-    if q_lengths is not None or k_lengths is not None or key_mask is not None:  # (none: ~2 us a call saved)
+        scale = 1.0 / math.sqrt(q.shape[-1])  # finite
+    else:
+        scale = check_scale(scale, fn)
+    if q_lengths is not None or k_lengths is not None or key_mask is not None:
         q_lengths, k_lengths, key_mask = (as_tensor(t, name, fn, q.device) for name, t in
                                           (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)))
         for name, t in (("q_lengths", q_lengths), ("k_lengths", k_lengths), ("key_mask", key_mask)):
             check_tensor(t, name, fn)
         check_key_mask(key_mask, fn, k.shape[2])
-    check_dropout(dropout_p, generator, fn)
-    out, lse, weights, _, rng_state = call_op(ops.masked_attention.default, (q, k, v, mask), q, k, v, mask,
-                                              bool(causal), align_name, align_offset, left, right, q_lengths,
-                                              k_lengths, key_mask, q_seg, k_seg, scale, bool(return_weights),
-                                              float(dropout_p), generator)
-    return out, weights, lse, rng_state
+    if dropout_p.__class__ is not float or dropout_p != 0.0 or generator is not None:
+        check_dropout(dropout_p, generator, fn)
+    return (q, k, v, mask, bool(causal), align_name, align_offset, left, right, q_lengths, k_lengths, key_mask, q_seg,
+            k_seg, scale, bool(return_weights), float(dropout_p), generator)

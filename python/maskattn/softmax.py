@@ -48,7 +48,7 @@ def masked_softmax(scores: torch.Tensor, mask: Optional[torch.Tensor] = None, *,
     args = (scores, mask, scale, bool(causal), align_name, align_offset, left, right, k_lengths, key_mask,
             q_seg, k_seg)
     if out is None:
-        return call_op(ops.masked_softmax.default, (scores, mask), *args)
+        return call_op(ops.masked_softmax.default, (scores, mask), args)
     check_tensor(out, "out", fn)
     if torch.is_grad_enabled() and (scores.requires_grad or out.requires_grad):
         raise RuntimeError(f"maskattn.{fn}: out= does not support autograd (scores or out requires grad); "
