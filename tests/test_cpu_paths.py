@@ -53,8 +53,8 @@ def test_attention_on_every_path(cpu_path, dtype):
 
 
 def test_avx2_and_avx512_paths_agree_bit_for_bit():
-    """The attention tiles' softmax steps, masked_softmax's exp pass, the decoding forward's P V (and
-    the fp32 tile products) of the avx512 path do the avx2 path's operations in the same order in
+    """The attention tiles' softmax steps, masked_softmax's exp pass, the decoding forward's P V, the
+    16-bit row conversions (and the fp32 tile products) of the avx512 path do the avx2 path's operations in the same order in
     wider or more registers: on fresh inputs with masked rows, an additive mask, scores large enough
     to exercise exp's range, both give the same bits."""
     if "avx512" not in SUPPORTED:
@@ -78,14 +78,17 @@ def test_avx2_and_avx512_paths_agree_bit_for_bit():
             grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), (q, k, v))
             # masked_softmax's exp pass, rows of odd length (a vector tail) and wholly masked rows
             probs = ma.masked_softmax(scores, mask=scores_mask, scale=0.7)
+            # and in 16 bits: the row conversions, 8 lanes or 16
+            probs16 = [ma.masked_softmax(scores.to(dtype), mask=scores_mask, scale=0.7)
+                       for dtype in (torch.bfloat16, torch.float16)]
             # decoding: output rows in registers (avx512: up to 128 values) or in L1 (avx2: over 64)
             decoded = [ma.masked_attention(dq, dk, dv, k_lengths=torch.tensor([300, 77]))
                        for dq, dk, dv in decode_inputs]
-            results[path] = (out, w, lse, *grads, probs, *decoded)
+            results[path] = (out, w, lse, *grads, probs, *probs16, *decoded)
     finally:
         _C._set_cpu_isa(before)
-    names = ("out", "weights", "lse", "dq", "dk", "dv", "masked_softmax", "decode 1 row dv 128", "decode 4 rows bf16",
-             "decode 8 rows fp16", "decode 3 rows dv 72")
+    names = ("out", "weights", "lse", "dq", "dk", "dv", "masked_softmax", "masked_softmax bf16", "masked_softmax fp16",
+             "decode 1 row dv 128", "decode 4 rows bf16", "decode 8 rows fp16", "decode 3 rows dv 72")
     for name, a, b in zip(names, results["avx2"], results["avx512"]):
         assert torch.equal(a, b), f"{name}: the paths differ by {(a - b).abs().max().item():.3g}"
 

@@ -1,7 +1,8 @@
 """The CPU kernels' row conversions between float32 and float16 / bfloat16 (every output of an op in
 a 16-bit dtype goes through them): bit for bit torch's rounding (to nearest even, overflow to inf,
 subnormals), on fresh random bit patterns every run and on the edge cases, through both the
-8-lane vector body and the element-by-element tail of a row; the widening back is exact."""
+vector body and the tail of a row, on the baseline's 8-lane conversions and the AVX-512 ones (with
+and without AVX512-BF16); the widening back is exact."""
 import pytest
 import torch
 
@@ -31,9 +32,24 @@ def random_bits(n):
     return torch.randint(-2 ** 31, 2 ** 31, (n,), dtype=torch.int64).to(torch.int32).view(torch.float32)
 
 
+SUPPORTED = _C.build_info()["cpu_isa_supported"]
+
+
+@pytest.fixture(params=["avx2", "avx512", "avx512bf16"])
+def conversion_path(request):
+    """The baseline's 8-lane conversions (avx2), the AVX-512 row conversions (avx512), and those
+    with bf16 rounded by vcvtneps2bf16 (avx512bf16, amx), subnormal floats by integer steps."""
+    if request.param not in SUPPORTED:
+        pytest.skip(f"this CPU does not support the {request.param} path; it runs on a CPU that has it")
+    before = _C.build_info()["cpu_isa"]
+    _C._set_cpu_isa(request.param)
+    yield request.param
+    _C._set_cpu_isa(before)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("row", [1, 7, 8, 13, 64])
-def test_row_rounding_matches_torch_bit_for_bit(dtype, row):
+@pytest.mark.parametrize("row", [1, 7, 8, 13, 16, 17, 64])
+def test_row_rounding_matches_torch_bit_for_bit(dtype, row, conversion_path):
     x = torch.cat([edge_cases(dtype), random_bits(1 << 16),
                    torch.randn(1 << 14) * torch.logspace(-30, 30, 1 << 14)]).contiguous()
     rounded, widened = _C._round_floats(x.numpy().tobytes(), str(dtype).split(".")[1], row)

@@ -5,6 +5,7 @@
 
 #include "../../scalar_kind.h"
 #include "convert16.h"
+#include "cpu_kernels.h"
 
 namespace maskattn {
 namespace cpu {
@@ -29,7 +30,11 @@ inline void store_element(ScalarKind kind, void* base, int64_t offset, float x) 
 inline void load_row_f32(ScalarKind kind, const void* base, int64_t offset, int64_t n, float mul, float* dst,
                          int64_t n_pad) {
   int64_t c = 0;
-  if (kind == ScalarKind::Float32) {
+  const LoadRow16Fn wide = cpu_kernels().load_row16;
+  if (wide != nullptr && (kind == ScalarKind::Float16 || kind == ScalarKind::BFloat16)) {
+    wide(kind, static_cast<const uint16_t*>(base) + offset, n, mul, dst);
+    c = n;
+  } else if (kind == ScalarKind::Float32) {
     const float* src = static_cast<const float*>(base) + offset;
     for (; c + kLanes <= n; c += kLanes) store16(dst + c, load16(src + c) * mul);
   } else if (kind == ScalarKind::Float16) {
@@ -52,8 +57,10 @@ inline void store_row(ScalarKind kind, const float* src, int64_t n, float mul, v
     for (; c < n; ++c) dst[c] = src[c] * mul;
     return;
   }
-  // fp16 / bf16: 8 lanes at a time by the branchless conversions, the tail element by element
+  // fp16 / bf16: the selected path's row conversion, or 8 lanes at a time by the branchless
+  // conversions and the tail element by element
   uint16_t* dst = static_cast<uint16_t*>(base) + offset;
+  if (const StoreRow16Fn wide = cpu_kernels().store_row16) return wide(kind, src, n, mul, dst);
   int64_t c = 0;
   if (kind == ScalarKind::Float16) {
     for (; c + 8 <= n; c += 8) store_u16x8(dst + c, float_to_half_x8(load8(src + c) * mul));

@@ -16,17 +16,17 @@ const CpuKernels& cpu_kernels() {
   // the bf16 operand layouts of the AVX512-BF16 / AMX paths are exercised on any CPU
   // softmax steps of the attention tiles: the baseline's vectors, or AVX-512 registers
   // and their rounding to bf16: the baseline's, or vcvtne2ps2bf16
-  // (and masked_softmax's exp pass, and the decoding forward's P V accumulation)
+  // (and masked_softmax's exp pass, the decoding forward's P V accumulation, the 16-bit row conversions)
 #define MASKATTN_VECTOR_ENTRIES_AVX2 \
   online_softmax_tile_avx2, probabilities_from_stats_avx2, nullptr, nullptr, nullptr, nullptr, decode_pv_avx2, \
-      "avx2 registers"
+      "avx2 registers", nullptr, nullptr
 #define MASKATTN_VECTOR_ENTRIES_AVX512 \
   online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f", nullptr, nullptr, row_exp_sum_avx512, \
-      decode_pv_avx512, "avx512vl registers"
+      decode_pv_avx512, "avx512vl registers", store_row16_avx512, load_row16_avx512
 #define MASKATTN_VECTOR_ENTRIES_AVX512_BF16                                                                \
   online_softmax_tile_avx512, probabilities_from_stats_avx512, "avx512f, bf16 rounding by vcvtne2ps2bf16", \
       round_rows_to_bf16_avx512bf16, round_pairs_over_rows_avx512bf16, row_exp_sum_avx512, decode_pv_avx512, \
-      "avx512vl registers"
+      "avx512vl registers", store_row16_avx512bf16, load_row16_avx512
   static const CpuKernels avx2{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", nullptr, nullptr, nullptr, nullptr,
                                MASKATTN_VECTOR_ENTRIES_AVX2};
   static const CpuKernels avx2_pairs{CpuIsa::Avx2, gemm_f32_avx2, "avx2+fma", gemm_bf16_avx2,
@@ -76,7 +76,8 @@ std::vector<KernelPath> cpu_kernel_paths() {
                                  " (over 8 query rows per kv head: " + f32 + ")"},
       {"attention softmax tiles", k.softmax_isa ? k.softmax_isa : baseline_vectors()},
       {"masked_softmax, masking, conversions",
-       k.row_exp_sum ? std::string(baseline_vectors()) + "; exp pass avx512f" : std::string(baseline_vectors())},
+       k.row_exp_sum ? std::string(baseline_vectors()) + "; exp pass and 16-bit row conversions avx512f"
+                     : std::string(baseline_vectors())},
   };
 }
 

@@ -68,6 +68,9 @@ struct DecodePvArgs {
   const float* alpha;
 };
 using DecodePvFn = void (*)(const DecodePvArgs&);
+// Rows converted between fp32 and fp16 / bf16 bits (attention_rows.h): dst = mul * src, n elements.
+using StoreRow16Fn = void (*)(ScalarKind kind, const float* src, int64_t n, float mul, uint16_t* dst);
+using LoadRow16Fn = void (*)(ScalarKind kind, const uint16_t* src, int64_t n, float mul, float* dst);
 // fp32 tiles rounded into the bf16 operand layouts (bf16_tiles.h).
 using RoundTileFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t lds, uint16_t* dst, int64_t ldd);
 
@@ -87,6 +90,8 @@ struct CpuKernels {
   RowExpSumFn row_exp_sum;            // null: softmax_rows.h's, in the baseline's vectors
   DecodePvFn decode_pv;
   const char* decode_pv_isa;
+  StoreRow16Fn store_row16;  // null: attention_rows.h's, in the baseline's vectors
+  LoadRow16Fn load_row16;
 };
 
 // Brackets a run of gemm_bf16 calls on this thread.
@@ -140,6 +145,9 @@ void decode_pv_avx2(const DecodePvArgs& a);
 void decode_pv_avx512(const DecodePvArgs& a);
 void gemm_bf16_avx2(const GemmBf16Args& g);
 void gemm_bf16_avx512(const GemmBf16Args& g);
+void store_row16_avx512(ScalarKind kind, const float* src, int64_t n, float mul, uint16_t* dst);
+void store_row16_avx512bf16(ScalarKind kind, const float* src, int64_t n, float mul, uint16_t* dst);
+void load_row16_avx512(ScalarKind kind, const uint16_t* src, int64_t n, float mul, float* dst);
 void gemm_bf16_amx(const GemmBf16Args& g);
 void amx_tiles_begin();
 void amx_tiles_end();

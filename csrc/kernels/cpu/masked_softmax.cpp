@@ -49,30 +49,26 @@ float apply_elementwise(const MaskSpec& m, int64_t b, int64_t h, int64_t i, KeyR
       float* bj = bias.data();
       float* sj = s + j;
       elementwise_row_bias(m, b, h, i, j, 0, n, bj);
-      // the product rounded (stored) before the mask joins it, as torch's x * scale + mask: a
-      // fused multiply-add would let a mask of ~1 break ties that torch keeps at scales near 1e20
-      row_scale_max(x + j, n, scale, sj);
-      for (int64_t c = 0; c < n; ++c) sj[c] = bj[c] == neg_inf ? neg_inf : sj[c] + bj[c];
-      mx = max_or_nan(mx, row_max(sj, n));
+      mx = max_or_nan(mx, row_scale_bias_max(x + j, n, scale, bj, sj));
     }
     j = e;
   }
   return mx;
 }
 
-// Softmax of n logits whose max is mx into dst (may alias them); an all -inf segment becomes
-// zeros, a NaN logit (mx NaN) makes it NaN.
-void softmax_segment(const float* logits, int64_t n, float mx, float* dst) {
+// exp(logits - mx) of n logits whose max is mx into dst (may alias them); returns the factor
+// (1 / their sum) that makes them the softmax, left to the caller to apply with its store. An all
+// -inf segment becomes zeros, a NaN logit (mx NaN) makes it NaN (factor 1 for both).
+float unnormalised_softmax_segment(const float* logits, int64_t n, float mx, float* dst) {
   if (mx != mx) {
     row_fill(dst, n, mx);
-    return;
+    return 1.f;
   }
   if (!(mx > -__builtin_inff())) {
     row_fill(dst, n, 0.f);
-    return;
+    return 1.f;
   }
-  const float sum = row_exp_sum(logits, n, mx, dst);
-  row_scale(dst, n, 1.f / sum);
+  return 1.f / row_exp_sum(logits, n, mx, dst);
 }
 
 void softmax_row_float(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64_t i, float* buf) {
@@ -100,10 +96,13 @@ void softmax_row_float(const MaskedSoftmaxParams& p, int64_t b, int64_t h, int64
       mx = row_scale_max(buf + lo, n, scale, buf + lo);
     }
   }
-  if (n > 0) softmax_segment(logits + lo, n, mx, row + lo);
+  const float norm = n > 0 ? unnormalised_softmax_segment(logits + lo, n, mx, row + lo) : 1.f;
   row_fill(row, lo, 0.f);
   row_fill(row + range.end, k_len - range.end, 0.f);
-  if (!direct) store_row_from_float(p.dtype, p.probs, out_off, k_len, row);
+  if (direct)
+    row_scale(row + lo, n, norm);
+  else  // 16-bit: normalised by the converting store, one pass fewer
+    store_row(p.dtype, row, k_len, norm, p.probs, out_off);
 }
 
 // float64 rows: double math throughout, so gradcheck sees the exact function.

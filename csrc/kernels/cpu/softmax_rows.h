@@ -51,6 +51,33 @@ inline float row_scale_max(const float* x, int64_t n, float scale, float* dst) {
   return m.result();
 }
 
+// dst[j] = scale * x[j] + bias[j], the product rounded before the bias joins it (as torch's
+// x * scale + mask: a fused multiply-add would let a bias of ~1 break ties torch keeps at scales
+// near 1e20), or -inf where bias[j] is -inf whatever x[j] is (inf and NaN too, as masked_fill);
+// returns the max (NaN if one is NaN). dst may alias x or bias.
+inline float row_scale_bias_max(const float* x, int64_t n, float scale, const float* bias, float* dst) {
+  MaxOrNan m;
+  const f32x16 neg_inf = splat16(-__builtin_inff()), lowest = splat16(-__FLT_MAX__);
+  auto logits = [&](f32x16 xv, f32x16 bv) {
+    f32x16 product = xv * scale;
+    __asm__("" : "+x"(product.lo), "+x"(product.hi));  // no contraction into an FMA with the add
+    return select16(less16(bv, lowest), neg_inf, product + bv);
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const f32x16 v = logits(load16(x + j), load16(bias + j));
+    store16(dst + j, v);
+    m.add(v);
+  }
+  if (j < n) {
+    const int rest = (int)(n - j);
+    const f32x16 v = logits(load16_partial(x + j, rest, 0.f), load16_partial(bias + j, rest, -__builtin_inff()));
+    store16_partial(dst + j, v, rest);
+    m.add(v);  // the lanes past n are -inf
+  }
+  return m.result();
+}
+
 // Max of n logits already scaled and masked (-inf where masked), NaN if one is NaN.
 inline float row_max(const float* x, int64_t n) {
   MaxOrNan m;
