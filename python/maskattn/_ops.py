@@ -175,7 +175,8 @@ def _attention_backward(ctx, dout, dlse, dweights, _drow_stats, _drng_state):
         dout = torch.zeros_like(out)
     dq, dk, dv, grad_mask = call_below_autograd(
         ops.masked_attention_backward.default, dout.to(out.dtype), dlse, dweights, q, k, v, out, lse, mask, causal,
-        align, align_offset, wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, row_stats, dropout_p, rng_state, mask_grad)
+        align, align_offset, wl, wr, q_lengths, k_lengths, key_mask, q_seg, k_seg, scale, row_stats, dropout_p,
+        rng_state, mask_grad)
     return (dq, dk, dv, grad_mask if mask_grad else None) + (None,) * 14
 
 
