@@ -56,8 +56,7 @@ def test_avx2_and_avx512_paths_agree_bit_for_bit():
     """The attention tiles' softmax steps, masked_softmax's exp pass, the decoding forward's P V, the
     16-bit row conversions (and the fp32 tile products) of the avx512 path do the avx2 path's
     operations in the same order in wider or more registers: on fresh inputs with masked rows, an
-    additive mask, scores large enough
-    to exercise exp's range, both give the same bits."""
+    additive mask, scores large enough to exercise exp's range, both give the same bits."""
     if "avx512" not in SUPPORTED:
         pytest.skip("this CPU does not support the avx512 path")
     before = ma.build_info()["cpu_isa"]
