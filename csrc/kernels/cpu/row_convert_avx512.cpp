@@ -16,16 +16,16 @@ namespace maskattn {
 namespace cpu {
 
 void store_row16_avx512(ScalarKind kind, const float* src, int64_t n, float mul, uint16_t* dst) {
-  store_row16(kind, src, n, mul, dst, bf16_by_integer_steps);
+  store_row16_steps_avx512(kind, src, n, mul, dst, Bf16IntegerStepsAvx512{});
 }
 
 void load_row16_avx512(ScalarKind kind, const uint16_t* src, int64_t n, float mul, float* dst) {
   const __m512 m = _mm512_set1_ps(mul);
   const bool bf16 = kind == ScalarKind::BFloat16;
   for (int64_t c = 0; c < n; c += 16) {
-    const __mmask16 live = lanes_below(n, c);
+    const __mmask16 live = live_lanes_avx512(n, c);
     const __m256i h = _mm256_maskz_loadu_epi16(live, src + c);
-    _mm512_mask_storeu_ps(dst + c, live, _mm512_mul_ps(bf16 ? widen_bf16(h) : _mm512_cvtph_ps(h), m));
+    _mm512_mask_storeu_ps(dst + c, live, _mm512_mul_ps(bf16 ? widen_bf16_avx512(h) : _mm512_cvtph_ps(h), m));
   }
 }
 

@@ -15,19 +15,21 @@ namespace maskattn {
 namespace cpu {
 namespace {
 
-inline __m256i bf16_by_unit(__m512 x) {
-  const __m512i magnitude = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
-  // denormal: magnitude in [1, 0x7fffff]
-  const __mmask16 denormal =
-      _mm512_cmplt_epu32_mask(_mm512_sub_epi32(magnitude, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fffff));
-  if (denormal != 0) return bf16_by_integer_steps(x);
-  return (__m256i)_mm512_cvtneps_pbh(x);
-}
+struct Bf16UnitAvx512Bf16 {
+  __m256i operator()(__m512 x) const {
+    const __m512i magnitude = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+    // denormal: magnitude in [1, 0x7fffff]
+    const __mmask16 denormal =
+        _mm512_cmplt_epu32_mask(_mm512_sub_epi32(magnitude, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fffff));
+    if (denormal != 0) return bf16_by_integer_steps_avx512(x);
+    return (__m256i)_mm512_cvtneps_pbh(x);
+  }
+};
 
 }  // namespace
 
 void store_row16_avx512bf16(ScalarKind kind, const float* src, int64_t n, float mul, uint16_t* dst) {
-  store_row16(kind, src, n, mul, dst, bf16_by_unit);
+  store_row16_steps_avx512(kind, src, n, mul, dst, Bf16UnitAvx512Bf16{});
 }
 
 }  // namespace cpu
