@@ -142,6 +142,17 @@ struct MaskSpec {
     }
   }
 
+  // The additive value times log2(e), for the kernels that take exp in base 2. A finite value
+  // stays finite: float32's finfo.min * log2(e) rounds to -inf, which would mask the key outright
+  // where torch gives a row of such keys uniform weights (clamped to the largest float instead).
+  MA_HD float additive_log2(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    const float a = additive(b, h, i, j);
+    const float a2 = a * 1.4426950408889634f;
+    constexpr float kLargest = 3.402823466e38f;
+    if (a >= -kLargest && a <= kLargest) return a2 < -kLargest ? -kLargest : (a2 > kLargest ? kLargest : a2);
+    return a2;
+  }
+
   // The additive value in double: a float64 mask keeps its precision on the float64 paths (gradcheck).
   MA_HD double additive_f64(int64_t b, int64_t h, int64_t i, int64_t j) const {
     if (mask_kind == ScalarKind::Float64 && mask != nullptr)

@@ -35,10 +35,11 @@ keep() {  # adds files to this call's list, once each
   done
 }
 
-publish() {
+publish() {  # the first 7 files as they are, every file of this call in one archive beside them
   [ -n "${OUT:-}" ] || return 0
   local f
-  for f in "${made[@]:0:8}"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  for f in "${made[@]:0:7}"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  tar czf "$OUT/gpu-files.tar.gz" "${made[@]}" 2>/dev/null
 }
 
 # limit NAME CAP MIN: prints the seconds NAME may run (its cap, or what is left of the budget), or
@@ -80,7 +81,7 @@ run_tests() {  # NAME CAP MIN pytest-args...
 }
 
 stage_tests() { run_tests tests 200 30 -m cuda tests; }
-stage_suite() { run_tests suite 300 60 tests; }
+stage_suite() { run_tests suite "${SUITE_CAP_S:-300}" 60 tests; }
 
 stage_check() {
   local t=$SECONDS secs
@@ -98,7 +99,7 @@ sanitizer() {
   local tool rc errors t secs
   for tool in "$@"; do
     t=$SECONDS
-    secs=$(limit "sanitize $tool" 120 30) || continue
+    secs=$(limit "sanitize $tool" "${SANITIZE_CAP_S:-120}" 30) || continue
     timeout "$secs" compute-sanitizer --tool "$tool" --error-exitcode 99 python3 bench/gpu/kernel_cases.py cuda \
       > "$KEEP/sanitize.$tool.txt" 2>&1
     rc=$?
@@ -122,6 +123,20 @@ PY
 }
 
 stage_memcheck() { sanitizer memcheck; }
+
+# ncu over bench/gpu/profile_cases.py: the decoding step, the causal forward and its backward
+stage_profile() {
+  local t=$SECONDS secs
+  secs=$(limit profile 120 40) || return
+  timeout "$secs" ncu --clock-control none --kernel-name regex:"attention_(fwd_tc|fwd_merge|bwd_dq_tc|bwd_dkdv_tc)" \
+    --launch-count 5 --section SpeedOfLight --section Occupancy --section LaunchStats \
+    --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section WarpStateStats \
+    --section SchedulerStats python3 bench/gpu/profile_cases.py > "$KEEP/ncu.txt" 2>&1
+  note "profile (ncu): rc=$? in $((SECONDS - t)) s (limit $secs): $(grep -c "attention_" "$KEEP/ncu.txt") lines name a kernel"
+  grep -E "^  [a-z_:<>, 0-9]*attention|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Block Limit" \
+    "$KEEP/ncu.txt" | head -60 | tee -a "$summary"
+  keep "$KEEP/ncu.txt"
+}
 stage_sanitize() { sanitizer racecheck synccheck initcheck; }
 
 # bench NAME CAP MIN FAMILIES TAG [--quick]: one report and plot per call
@@ -147,8 +162,9 @@ stages=("$@")
 [ "${stages[*]}" = more ] && stages=(sweep sanitize suite)
 for stage in "${stages[@]}"; do
   case "$stage" in
-    build|tests|check|bench|memcheck|sweep|sanitize|suite) "stage_$stage" ;;
-    *) echo "unknown stage '$stage' (build, tests, check, bench, memcheck, sweep, sanitize, suite; or more)"; exit 2 ;;
+    build|tests|check|bench|memcheck|sweep|sanitize|profile|suite) "stage_$stage" ;;
+    *) echo "unknown stage '$stage' (build, tests, check, bench, memcheck, sweep, sanitize, profile, suite; or more)"
+       exit 2 ;;
   esac
   publish
 done

@@ -9,6 +9,13 @@ from ._debug import dropout_keep_mask
 from .attention import attention_with_rng_state
 
 
+def _to_cpu(x):
+    """A tensor, or a pair of them (segments), on the CPU (differentiably); anything else as is."""
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_cpu(t) for t in x)
+    return x.cpu() if isinstance(x, Tensor) else x
+
+
 class MultiheadAttention(torch.nn.MultiheadAttention):
     """Drop-in for ``torch.nn.MultiheadAttention`` running on maskattn's fused attention.
 
@@ -26,7 +33,8 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
     and value each, appended after the sequence and visible to every query, masks padded as torch
     pads them; with those keys ``is_causal`` means the causal mask over the original keys, as
     torch computes it when it needs the weights or has a ``key_padding_mask``). Float masks that
-    require grad get their gradient.
+    require grad get their gradient. float64 works on every device, as torch's module: on a GPU
+    its attention runs on the CPU kernels (the GPU kernels take float32, float16 and bfloat16).
 
     One keyword beyond torch's: ``segments`` (packed sequences), document ids ``(N, L)`` for
     self-attention or a pair ``(q_segments (N, L), k_segments (N, S))`` (1-D for unbatched input),
@@ -70,6 +78,9 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         v = v.view(src_len, bsz, heads, head_dim).permute(1, 2, 0, 3)
         key_mask, mask = self._masks(key_padding_mask, attn_mask, bsz, tgt_len, src_len, query.dtype)
         dropout_p = self.dropout if self.training else 0.0
+        home = q.device
+        if q.dtype == torch.float64 and home.type != "cpu":  # torch's module takes float64 anywhere; our kernels on CPU
+            q, k, v, mask, key_mask, segments = (_to_cpu(x) for x in (q, k, v, mask, key_mask, segments))
         out, weights, _, rng_state = attention_with_rng_state(q, k, v, mask=mask, key_mask=key_mask, causal=is_causal,
                                                               segments=segments, dropout_p=dropout_p,
                                                               return_weights=need_weights)
@@ -78,6 +89,7 @@ class MultiheadAttention(torch.nn.MultiheadAttention):
         elif dropout_p > 0.0:  # torch returns the weights its dropout left, rescaled
             keep = dropout_keep_mask(rng_state, weights.shape, dropout_p, weights.device)
             weights = weights * keep / (1.0 - dropout_p) if dropout_p < 1.0 else torch.zeros_like(weights)
+        out, weights = (None if x is None else x.to(home) for x in (out, weights))
         out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed)
         out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
         if self.batch_first and not unbatched:

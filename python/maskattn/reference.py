@@ -170,6 +170,8 @@ def reference_attention_mask(q_len, k_len=None, *, causal=False, align="top_left
     """The combined (B, 1, Lq, Lk) mask, bool or additive."""
     k_len = q_len if k_len is None else k_len
     seg = list(segments) if isinstance(segments, (tuple, list)) else [segments]
+    if device is None:  # as maskattn.attention_mask: on the device of the tensors given
+        device = next((t.device for t in (q_lengths, k_lengths, key_mask, *seg) if isinstance(t, torch.Tensor)), None)
     cands = [t.shape[0] for t in (q_lengths, k_lengths, key_mask, *seg) if t is not None and t.shape[0] != 1]
     b = batch if batch is not None else (cands[0] if cands else 1)
     ok = reference_allowed(b, 1, q_len, k_len, causal=causal, align=align, window=window, q_lengths=q_lengths,

@@ -301,3 +301,17 @@ def test_float32_probabilities_match_the_saved_lse(on_host, d):
     assert (sums - 1)[sums > 0].abs().max() <= 1e-5
     if d == 128:  # at 256 the flash accumulation of such scores misses 2x torch's error on CPU too
         check_against_reference(q, k, v, f"d={d}", scale=1.0, **kw)
+
+
+@pytest.mark.parametrize("dtype", HALF + [torch.float32])
+@pytest.mark.parametrize("value", ["-1e9", "finfo.min"])
+def test_large_finite_masks(on_host, dtype, value):
+    """tests/test_large_finite_masks.py's rows of -1e9 / finfo.min on every path: the kernels take
+    exp in base 2, and finfo(float32).min * log2(e) rounds to -inf, which masked those keys outright
+    (zero rows where torch gives uniform weights) until the mask's base-2 value was clamped."""
+    import test_large_finite_masks
+
+    with mock.patch.object(test_large_finite_masks, "dtypes_for", lambda device: [dtype]):
+        for lq, lk in ((6, 9), (70, 131)):
+            test_large_finite_masks.test_against_reference_in_the_kernels_precision("cpu", value, lq, lk)
+    assert_ran(on_host, "attention_bwd_dq_" + ("simt" if dtype == torch.float32 else "tc"))

@@ -58,7 +58,7 @@ __device__ __forceinline__ void probs_and_grads_by_key(float (&st)[N_TILES][4], 
           ok = j >= band.begin && j < band.end;
           if (ok && mask.has_elementwise()) {
             ok = mask.allowed_in_range(b, h, i, j);
-            if (ok) v += mask.additive(b, h, i, j) * kLog2e;
+            if (ok) v += mask.additive_log2(b, h, i, j);
           }
         }
         const float prob = ok ? fast_exp2((v - m2[col]) - log_sum2[col]) : 0.f;

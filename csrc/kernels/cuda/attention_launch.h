@@ -56,22 +56,36 @@ inline std::mutex& opted_smem_mutex() {
   static std::mutex m;
   return m;
 }
-inline int& opted_smem(const void* kernel, int device) {
-  static std::map<std::pair<const void*, int>, int> bytes;
-  return bytes[{kernel, device}];
+// What a kernel holds on a device: its static shared memory (read once) and its dynamic opt-in.
+struct SmemOptIn {
+  int static_bytes = -1;
+  int opted = 0;
+};
+inline SmemOptIn& smem_opt_in(const void* kernel, int device) {
+  static std::map<std::pair<const void*, int>, SmemOptIn> kernels;
+  return kernels[{kernel, device}];
 }
 
-// Above 48 KB a kernel must opt in to its dynamic shared memory. The setting belongs to the kernel
-// on a device, not to a call: it only grows, to the largest size used so far, under a lock, so no
-// host thread's launch finds it lowered by another thread's smaller head size.
+// A block gets 48 KB of shared memory, its static __shared__ arrays included, unless the kernel
+// opts in to more dynamic memory. The setting belongs to the kernel on a device, not to a call:
+// it only grows, to the largest size used so far, under a lock, so no host thread's launch finds
+// it lowered by another thread's smaller head size.
 template <typename Kernel>
 void allow_dynamic_smem(Kernel* kernel, int bytes, const DeviceInfo& dev, const char* name) {
-  if (bytes <= 48 * 1024) return;
   std::lock_guard<std::mutex> lock(opted_smem_mutex());
-  int& opted = opted_smem(reinterpret_cast<const void*>(kernel), dev.index);
-  if (bytes <= opted) return;
+  SmemOptIn& held = smem_opt_in(reinterpret_cast<const void*>(kernel), dev.index);
+  if (held.static_bytes < 0) {
+    cudaFuncAttributes attr;
+    cuda_check(cudaFuncGetAttributes(&attr, kernel), name);
+    held.static_bytes = (int)attr.sharedSizeBytes;
+  }
+  if (bytes + held.static_bytes <= 48 * 1024 || bytes <= held.opted) return;
+  if (bytes + held.static_bytes > dev.max_smem)
+    throw std::runtime_error(std::string("maskattn attention: ") + name + " needs " +
+                             std::to_string(bytes + held.static_bytes) + " bytes of shared memory, this GPU gives " +
+                             std::to_string(dev.max_smem) + " a block");
   cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), name);
-  opted = bytes;
+  held.opted = bytes;
 }
 
 inline unsigned int grid_of(int64_t blocks, const char* kernel) {

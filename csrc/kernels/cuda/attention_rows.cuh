@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kRowsThreads, 1)
       // m2 == -inf: the row attends to nothing and exp2 would see -inf - -inf; base-2 scores
       // rounded as the forward's, so s2 - m2 is exact where both are huge
       if (i < f.q_len && j < f.k_len && m2 != -INFINITY && mask.allowed(b, h, i, j))
-        prob = exp2f((s * scale_log2 + mask.additive(b, h, i, j) * kLog2e - m2) - log_sum2);
+        prob = exp2f((s * scale_log2 + mask.additive_log2(b, h, i, j) - m2) - log_sum2);
     }
     if constexpr (kDotDweights) {
       if (prob != 0.f) acc += prob * gpu::to_float(dweights[row * f.k_len + j]);

@@ -29,7 +29,7 @@ __device__ __forceinline__ void simt_prob_and_grad(float& prob, float& grad, con
   if (state == TileState::Partial && !mask.allowed(b, h, i, j)) return;
   const float scale_log2 = (float)f.scale * kLog2e;  // the forward's constant: P is the one lse normalised
   float s = dot_rows(q_row, k_row, (int)f.head_dim) * scale_log2;
-  if (state == TileState::Partial) s += mask.additive(b, h, i, j) * kLog2e;
+  if (state == TileState::Partial) s += mask.additive_log2(b, h, i, j);
   prob = exp2f((s - m2) - log_sum2);  // m2 = +inf for rows that attend to nothing: exactly 0
   if (prob == 0.f) return;
   const float kept = f.dropout.enabled ? dropout_factor(f.dropout, b, h, i, j, (float)f.dropout.scale) : 1.f;

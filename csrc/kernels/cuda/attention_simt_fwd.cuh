@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(kSimtThreads, 1)
       float s = dot_rows(q_s + r * ld, k_s + c * ld, d) * scale_log2;
       if (state == TileState::Partial) {
         const int64_t i = i0 + r, j = j0 + c;
-        s = mask.allowed(b, h, i, j) ? s + mask.additive(b, h, i, j) * kLog2e : -INFINITY;
+        s = mask.allowed(b, h, i, j) ? s + mask.additive_log2(b, h, i, j) : -INFINITY;
       }
       s_s[r * lds + c] = s;
     }

@@ -123,7 +123,7 @@ __device__ __forceinline__ void scores_to_log2(float (&s)[N_TILES][4], float sca
         bool ok = j >= band[rh].begin && j < band[rh].end;
         if (ok && m.has_elementwise()) {
           ok = m.allowed_in_range(b, h, row[rh], j);
-          if (ok) v += m.additive(b, h, row[rh], j) * kLog2e;
+          if (ok) v += m.additive_log2(b, h, row[rh], j);
         }
         v = ok ? v : -INFINITY;
       }

@@ -261,6 +261,7 @@ inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* entry) {
   attr->maxThreadsPerBlock = 1024;
   attr->ptxVersion = d.kernel_ptx_arch;
   attr->binaryVersion = d.major * 10 + d.minor;
+  attr->sharedSizeBytes = (size_t)d.static_smem;
   attr->maxDynamicSharedSizeBytes = cuda_host::func_max_dynamic_smem(reinterpret_cast<const void*>(entry));
   return cudaSuccess;
 }

@@ -23,6 +23,9 @@ struct DeviceModel {
   int max_smem_optin = 232448;  // bytes of dynamic shared memory a block may opt into (H100)
   int kernel_ptx_arch = 90;     // cudaFuncGetAttributes(...).ptxVersion: the arch the kernels were built for
   int sms = 132;                // multiprocessors (H100 SXM)
+  // Each kernel's static __shared__ bytes, as cudaFuncGetAttributes reports them: the host build
+  // cannot measure them, so every kernel is taken to hold this much (about the row-statistics arrays)
+  int static_smem = 1024;
 };
 DeviceModel& device_model();
 

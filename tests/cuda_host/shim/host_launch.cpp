@@ -202,7 +202,7 @@ std::vector<std::string> take_launch_log() {
 }
 
 int set_func_max_dynamic_smem(const void* kernel, int bytes) {
-  if (bytes < 0 || bytes > g_device.max_smem_optin) return cudaErrorInvalidValue;
+  if (bytes < 0 || bytes > g_device.max_smem_optin - g_device.static_smem) return cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lock(g_mutex);
   g_max_dynamic_smem[kernel] = bytes;
   return cudaSuccess;
@@ -221,7 +221,7 @@ int opted_in_smem(const std::string& name) {
 int func_max_dynamic_smem(const void* kernel) {
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = g_max_dynamic_smem.find(kernel);
-  return it == g_max_dynamic_smem.end() ? (int)kDefaultSmemLimit : it->second;
+  return it == g_max_dynamic_smem.end() ? (int)kDefaultSmemLimit - g_device.static_smem : it->second;
 }
 
 int take_last_error() {
@@ -261,7 +261,8 @@ int launch(const void* kernel, const dim3& grid, const dim3& block, size_t smem_
                        name + ": grid " + std::to_string(grid.x) + "x" + std::to_string(grid.y) + "x" +
                            std::to_string(grid.z));
   const int allowed = func_max_dynamic_smem(kernel);
-  if (smem_bytes > kDefaultSmemLimit && (smem_bytes > (size_t)allowed || smem_bytes > (size_t)g_device.max_smem_optin))
+  // as CUDA: the 48 KB a block gets without opting in holds its static shared memory too
+  if (smem_bytes > (size_t)allowed || smem_bytes + g_device.static_smem > (size_t)g_device.max_smem_optin)
     return fail_launch(cudaErrorInvalidValue, name + ": " + std::to_string(smem_bytes) +
                                                   " bytes of dynamic shared memory, the kernel allows " +
                                                   std::to_string(allowed));
