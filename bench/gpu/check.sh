@@ -8,12 +8,16 @@
 # junit), check (python -m maskattn check --device cuda), bench (attention and softmax, --quick,
 # with the report and plot), memcheck (compute-sanitizer over bench/gpu/kernel_cases.py; "refused"
 # where the runtime refuses the device), sweep (the full attention bench), sanitize (racecheck,
-# synccheck, initcheck), suite (the whole test suite). Each stage runs under the smaller of its own
+# synccheck, initcheck), profile (ncu over bench/gpu/profile_cases.py), suite (the whole test suite:
+# more than 240 s on an H200 machine with 8 workers, so give it a call of its own). Stages may be
+# named on the command line, in order. Each stage runs under the smaller of its own
 # cap and what is left of CHECK_BUDGET_S (default 540 s); a stage that cannot get its minimum is
 # skipped and says so; the next stage runs even if one failed. Logs live in build/gpu (kept between
-# calls while the machine stays warm). After every stage this call's files are copied to $OUT (at
-# most 8: the device tool brings back no more), so a call stopped at its limit still returns what
-# it finished. The last lines printed are the summary.
+# calls while the machine stays warm). After every stage this call's first 7 files are copied to
+# $OUT and all of them packed into $OUT/gpu-files.tar.gz (the device tool brings back 8 files), so a
+# call stopped at its limit still returns what it finished. The last lines printed are the summary.
+# Seen on an H200 machine (2026-12-04): build 41-46 s, tests 73-79 s, check 7 s, quick bench 52-57 s,
+# memcheck 11-13 s, synccheck 7 s, initcheck 8 s, racecheck > 60 s, profile 13 s.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 KEEP=build/gpu
