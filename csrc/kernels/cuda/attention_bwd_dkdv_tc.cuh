@@ -164,8 +164,8 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
     float st[kRowTiles][4], dpt[kRowTiles][4];  // S^T and dP^T: rows = this warp's keys, cols = queries
     zero_fill(st);
     zero_fill(dpt);
-    mma_abt<Elem, HD, kRowTiles, kSteps>(st, k_smem, key_group * 16, q_smem, d, lane);
-    mma_abt<Elem, HD, kRowTiles, kSteps>(dpt, v_smem, key_group * 16, do_smem, dv, lane);
+    mma_abt<Elem, HD, kRowTiles, kSteps>(st, k_smem, key_group * 16, q_smem, lane);
+    mma_abt<Elem, HD, kRowTiles, kSteps>(dpt, v_smem, key_group * 16, do_smem, lane);
     const uint32_t keep_bits = f.dropout.enabled ? dropout_bits_by_key<kRowTiles>(f.dropout, b, h, i0, key, lane) : 0u;
     const float kept_scale = (float)f.dropout.scale;
     if (state == TileState::Full)
@@ -174,8 +174,8 @@ __global__ void __launch_bounds__(DkdvTcConfig<HD>::kThreads, 1)
     else
       probs_and_grads_by_key<true>(st, dpt, scale_log2, mask, b, h, i0, key, m2, log_sum2, delta, keep_bits,
                                    kept_scale, dweights_rows, f, lane);
-    mma_pb<Elem, HD>(dvacc, st, do_smem, col0, dv, lane);  // dV += P^T dO
-    mma_pb<Elem, HD>(dk, dpt, q_smem, col0, d, lane);      // dK += dS^T Q
+    mma_pb<Elem, HD>(dvacc, st, do_smem, col0, lane);  // dV += P^T dO
+    mma_pb<Elem, HD>(dk, dpt, q_smem, col0, lane);      // dK += dS^T Q
   }
   cp_async_wait<0>();
 

@@ -122,8 +122,8 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
     float s[kKeyTiles][4], dp[kKeyTiles][4];
     zero_fill(s);
     zero_fill(dp);
-    mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, d, lane);
-    mma_abt<Elem, HD, kKeyTiles, kSteps>(dp, do_smem, warp * 16, v_smem, dv, lane);
+    mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, lane);
+    mma_abt<Elem, HD, kKeyTiles, kSteps>(dp, do_smem, warp * 16, v_smem, lane);
     if (state == TileState::Full)
       scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
     else
@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
     scores_to_grad(s, dp, m2, log_sum2, delta, dweights_rows, row, t * Cfg::kKeys, f, lane);
     if (p.mask_grad.wanted())
       gpu::add_mask_grad_fragment(p.mask_grad, s, b, h, row, t * Cfg::kKeys, f.q_len, f.k_len, lane);
-    mma_pb<Elem, HD>(dq, s, k_smem, 0, d, lane);  // K read transposed: [key][d] is the B of dS K
+    mma_pb<Elem, HD>(dq, s, k_smem, 0, lane);  // K read transposed: [key][d] is the B of dS K
   }
   cp_async_wait<0>();
 

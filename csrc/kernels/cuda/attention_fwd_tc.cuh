@@ -134,14 +134,14 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     const uint32_t k_smem = smem_address(k_tiles + buf * Cfg::kKeys * HD);
     const uint32_t v_smem = smem_address(v_tiles + buf * Cfg::kKeys * HD);
 
+    // every k-step, zero padding past d included (see mma_abt)
     float s[kKeyTiles][4];
     zero_fill(s);
     if constexpr (Cfg::kQInRegisters) {
 #pragma unroll
-      for (int ks = 0; ks < kSteps; ++ks)
-        if (ks * 16 < d) mma_abt_step<Elem, HD>(s, q_frag[ks], k_smem, ks, lane);
+      for (int ks = 0; ks < kSteps; ++ks) mma_abt_step<Elem, HD>(s, q_frag[ks], k_smem, ks, lane);
     } else {
-      mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, d, lane);
+      mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, lane);
     }
     if (state == TileState::Full)
       scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     online_softmax(s, o, m, l);
     // dropped after the sums: lse, row statistics and weights stay undropped
     if (p.dropout.enabled) apply_dropout_bits(s, dropout_bits<kKeyTiles>(p.dropout, b, h, row, t * Cfg::kKeys, lane), 1.f);
-    mma_pb<Elem, HD>(o, s, v_smem, 0, dv, lane);
+    mma_pb<Elem, HD>(o, s, v_smem, 0, lane);
   }
   cp_async_wait<0>();  // nothing may stay in flight when the block exits
 

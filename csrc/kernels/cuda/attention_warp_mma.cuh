@@ -19,16 +19,24 @@ template <int ROWS, int ROW_ELEMS, int THREADS, typename Elem>
 __device__ __forceinline__ void copy_tile_async(Elem* tile, const Elem* src, int64_t stride, int64_t row0,
                                                 int64_t valid_rows, int valid_cols) {
   constexpr int kChunksPerRow = ROW_ELEMS / 8;
-  constexpr int kChunks = ROWS * kChunksPerRow;
-  static_assert(kChunks % THREADS == 0, "tile chunks must split evenly over the block");
+  static_assert(THREADS % kChunksPerRow == 0 && ROWS % (THREADS / kChunksPerRow) == 0,
+                "tile chunks must split evenly over the block");
+  // a thread copies one column chunk of rows r_first, r_first + kRowStep, ...: one source pointer
+  // stepped by a constant and 32-bit row tests, no 64-bit product or compare per chunk
+  constexpr int kRowStep = THREADS / kChunksPerRow;
+  const int r_first = (int)threadIdx.x / kChunksPerRow, col = ((int)threadIdx.x % kChunksPerRow) * 8;
+  const int64_t rows_left = valid_rows - row0;
+  const int rows = rows_left >= ROWS ? ROWS : (rows_left > 0 ? (int)rows_left : 0);
+  const bool col_ok = col < valid_cols;
+  const Elem* from = src + (row0 + r_first) * stride + col;  // formed, read only where the row exists
+  const int64_t step = (int64_t)kRowStep * stride;
   const uint32_t base = smem_address(tile);
 #pragma unroll
-  for (int it = 0; it < kChunks / THREADS; ++it) {
-    const int c = it * THREADS + (int)threadIdx.x;
-    const int r = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
-    const int64_t row = row0 + r;
-    const bool ok = row < valid_rows && col < valid_cols;
-    cp_async_16(base + 2u * (uint32_t)frag::swizzled(r, col, ROW_ELEMS), ok ? src + row * stride + col : src, ok);
+  for (int it = 0; it < ROWS / kRowStep; ++it) {
+    const int r = r_first + it * kRowStep;
+    const bool ok = col_ok && r < rows;
+    cp_async_16(base + 2u * (uint32_t)frag::swizzled(r, col, ROW_ELEMS), ok ? from : src, ok);
+    from += step;
   }
 }
 
@@ -63,27 +71,26 @@ __device__ __forceinline__ void mma_abt_step(float (&acc)[N_TILES][4], const uin
   }
 }
 
-// acc += A * B^T over K = 16*K_STEPS with A rows a_row0.. of a shared tile; k-steps at or past
-// k_limit hold only zero padding and are skipped (uniform across the warp).
+// acc += A * B^T over K = 16*K_STEPS with A rows a_row0.. of a shared tile. Steps of zero padding
+// (head sizes below the bucket) are multiplied too: a run-time test put each ldmatrix and its mma
+// in a branch of their own, so no load could be issued ahead (SASS: it cost more than the padding).
 template <typename Elem, int ROW_ELEMS, int N_TILES, int K_STEPS>
 __device__ __forceinline__ void mma_abt(float (&acc)[N_TILES][4], uint32_t a_tile, int a_row0, uint32_t b_tile,
-                                        int k_limit, int lane) {
+                                        int lane) {
 #pragma unroll
   for (int ks = 0; ks < K_STEPS; ++ks) {
-    if (ks * 16 < k_limit) {
-      uint32_t a[4];
-      load_a_fragment<ROW_ELEMS>(a, a_tile, a_row0, ks, lane);
-      mma_abt_step<Elem, ROW_ELEMS>(acc, a, b_tile, ks, lane);
-    }
+    uint32_t a[4];
+    load_a_fragment<ROW_ELEMS>(a, a_tile, a_row0, ks, lane);
+    mma_abt_step<Elem, ROW_ELEMS>(acc, a, b_tile, ks, lane);
   }
 }
 
 // acc (16 x 8*N_TILES) += P * B where P (16 x 8*K_TILES, accumulator layout, fp32) is rounded to
 // Elem and B is rows 0..8*K_TILES-1, cols col0.. of a swizzled [K][N] shared tile, read
-// transposed. Column pairs at or past n_limit hold only zero padding and are skipped.
+// transposed. Columns of zero padding are multiplied too, as in mma_abt.
 template <typename Elem, int ROW_ELEMS, int K_TILES, int N_TILES>
 __device__ __forceinline__ void mma_pb(float (&acc)[N_TILES][4], const float (&p)[K_TILES][4], uint32_t b_tile,
-                                       int col0, int n_limit, int lane) {
+                                       int col0, int lane) {
   static_assert(K_TILES % 2 == 0 && N_TILES % 2 == 0, "tiles come in pairs");
 #pragma unroll
   for (int kk = 0; kk < K_TILES / 2; ++kk) {
@@ -93,14 +100,12 @@ __device__ __forceinline__ void mma_pb(float (&acc)[N_TILES][4], const float (&p
                            pack2(p[2 * kk + 1][2], p[2 * kk + 1][3], Elem())};
 #pragma unroll
     for (int np = 0; np < N_TILES / 2; ++np) {
-      if (col0 + np * 16 < n_limit) {
-        uint32_t bf[4];
-        ldmatrix_x4_trans(bf, b_tile + 2u * (uint32_t)frag::swizzled(kk * 16 + frag::ldm_row_major_row(lane),
-                                                                     col0 + np * 16 + frag::ldm_row_major_col(lane),
-                                                                     ROW_ELEMS));
-        mma_16x8x16(acc[2 * np], a, bf[0], bf[1], Elem());
-        mma_16x8x16(acc[2 * np + 1], a, bf[2], bf[3], Elem());
-      }
+      uint32_t bf[4];
+      ldmatrix_x4_trans(bf, b_tile + 2u * (uint32_t)frag::swizzled(kk * 16 + frag::ldm_row_major_row(lane),
+                                                                   col0 + np * 16 + frag::ldm_row_major_col(lane),
+                                                                   ROW_ELEMS));
+      mma_16x8x16(acc[2 * np], a, bf[0], bf[1], Elem());
+      mma_16x8x16(acc[2 * np + 1], a, bf[2], bf[3], Elem());
     }
   }
 }
