@@ -73,7 +73,8 @@ __device__ __forceinline__ void mma_abt_step(float (&acc)[N_TILES][4], const uin
 
 // acc += A * B^T over K = 16*K_STEPS with A rows a_row0.. of a shared tile. Steps of zero padding
 // (head sizes below the bucket) are multiplied too: a run-time test put each ldmatrix and its mma
-// in a branch of their own, so no load could be issued ahead (SASS: it cost more than the padding).
+// in a branch of their own, so no load could be issued ahead (SASS of the forward: 40 branches and
+// ~300 instructions a key tile; the trade is not yet timed on a GPU, see bench/gpu/NOTES.md).
 template <typename Elem, int ROW_ELEMS, int N_TILES, int K_STEPS>
 __device__ __forceinline__ void mma_abt(float (&acc)[N_TILES][4], uint32_t a_tile, int a_row0, uint32_t b_tile,
                                         int lane) {
