@@ -93,7 +93,7 @@ def test_tiny_bench_json_and_report(tmp_path):
         assert r["ms"] is not None and r["ms"] > 0 and r["device"] == "cpu"
     ours = [r for r in mask_rows if r["ours"]]
     assert ours and all(r["ratio"] == pytest.approx(1.0) and r["ratios"] for r in ours)
-    assert {r["name"] for r in rows if r["family"] == "peak"} == {"copy bandwidth", "matmul"}
+    assert {r["name"] for r in rows if r["family"] == "peak"} == {"copy bandwidth", "matmul", "fp32 FMA peak"}
     report = json.loads(report_path.read_text())
     assert report["torch"] == torch.__version__ and report["cuda"] == torch.version.cuda
     assert report["device"] and report["rows"] == rows
@@ -251,3 +251,29 @@ def test_row_path_names_the_kernels_each_method_ran():
     assert row_path(dict(base, device="cuda", family="softmax", method="maskattn masked_softmax", ours=True),
                     kernels) == ""
     assert cpu_name().strip()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_fma_peak_counts_every_thread_and_rates_use_it(isa):
+    """The FMA probe does rounds x chains x lanes x 2 operations on each of torch's threads, on the
+    vector width of the selected path, and attention rows on the CPU state their share of it."""
+    from maskattn import _C
+    from maskattn.bench.harness import rates
+    from maskattn.bench.peaks import fma_peak_row
+
+    if isa not in _C.build_info()["cpu_isa_supported"]:
+        pytest.skip(f"this CPU lacks the {isa} path")
+    before = _C.build_info()["cpu_isa"]
+    _C._set_cpu_isa(isa)
+    try:
+        lanes, chains = (8, 12) if isa == "avx2" else (16, 24)
+        assert _C._fma_peak_run(1000) == torch.get_num_threads() * 1000 * chains * lanes * 2
+        row = fma_peak_row(plan())
+    finally:
+        _C._set_cpu_isa(before)
+    assert row["family"] == "peak" and row["gflop_s"] > 0 and ("ymm" in row["method"]) == (isa == "avx2")
+    with pytest.raises(ValueError, match="rounds"):
+        _C._fma_peak_run(0)
+    peaks = {"copy_gb_s": 10.0, "matmul_flop_s": 1e11, "fma_flop_s": row["gflop_s"] * 1e9}
+    out = rates({"flops_unmasked": 2e9}, 10.0, peaks, CPU)
+    assert out["pct_fma"] == pytest.approx(100.0 * out["gflop_s"] / row["gflop_s"])

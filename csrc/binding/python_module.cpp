@@ -11,6 +11,7 @@
 #include "../kernels/cpu/attention_rows.h"
 #include "../kernels/cpu/bf16_tiles.h"
 #include "../kernels/cpu/cpu_kernels.h"
+#include "../kernels/cpu/fma_peak.h"
 #include "../kernels/cpu/gemm_self_check.h"
 #include "../kernels/cpu/scratch_pool.h"
 #include "below_autograd_calls.h"
@@ -76,6 +77,13 @@ PYBIND11_MODULE(_C, m) {
         "Bytes of CPU scratch kept in the pool between calls.");
   m.def("_trim_cpu_scratch", []() { return maskattn::cpu::trim_scratch(); },
         "Frees the pooled CPU scratch; returns the bytes freed.");
+  m.def("_fma_peak_run", [](int64_t rounds) {
+    if (rounds < 1) throw std::invalid_argument("maskattn: _fma_peak_run takes rounds >= 1");
+    py::gil_scoped_release unlocked;
+    return maskattn::cpu::fma_peak_run(rounds);
+  }, py::arg("rounds"),
+        "Bench: independent fp32 FMA chains on every thread at the selected path's vector width, `rounds` "
+        "rounds each; returns the floating-point operations done (time it for the CPU's FMA peak).");
   m.def("_amx_emulated_tile_products", []() { return maskattn::cpu::amx_emulated_tile_products(); },
         "Tests: tile products the emulated AMX kernel executed (0 in a normal build).");
   m.def("_round_floats", [](const py::bytes& data, const std::string& kind, int64_t row) {

@@ -12,7 +12,7 @@ from . import attention_cpu, attention_cuda, attention_packed, decode, end_to_en
 from .allocator import keep_freed_memory
 from .devices import DEVICE_CHOICES, annotate_rows, device_name, resolve_devices
 from .harness import run_case
-from .peaks import PEAK_ROWS, measure_peaks
+from .peaks import measure_peaks, peak_row_count
 from .plot import plot_sweeps
 from .progress import Progress
 from .report import build_report, junit_counts, run_tests, source_root
@@ -85,11 +85,12 @@ def bench_devices(devices, families, quick: bool, allocator: str = "freed memory
               f"{path}", flush=True)  # how freed memory is treated is said in words below
         plan = plan_for(device, quick)
         cases = [c for f in families for c in scenario_cases(f, device, quick)]
-        progress = Progress(PEAK_ROWS + sum(len(c.methods) for c in cases))
-        progress.show(f"{device.type} copy bandwidth and matmul")
+        progress = Progress(peak_row_count(device) + sum(len(c.methods) for c in cases))
+        peak_step = f"{device.type} copy bandwidth, matmul{' and FMA peak' if device.type == 'cpu' else ''}"
+        progress.show(peak_step)
         peaks, peak_rows = measure_peaks(device, plan, quick)
         for _ in peak_rows:
-            progress.step(f"{device.type} copy bandwidth and matmul")
+            progress.step(peak_step)
         device_rows += peak_rows
         for case in cases:
             device_rows += run_case(case, peaks, plan, progress)

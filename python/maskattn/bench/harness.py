@@ -67,6 +67,8 @@ def rates(work: Dict[str, float], ms: float, peaks: Dict[str, float], device: to
     elif "flops_unmasked" in work:
         out["gflop_s"] = work["flops_unmasked"] / ms / 1e6
         out["pct_matmul"] = 100.0 * out["gflop_s"] * 1e9 / peaks["matmul_flop_s"]
+        if peaks.get("fma_flop_s"):
+            out["pct_fma"] = 100.0 * out["gflop_s"] * 1e9 / peaks["fma_flop_s"]
     return out
 
 

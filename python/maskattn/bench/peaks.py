@@ -1,4 +1,6 @@
-"""Reference rates measured in the same run: copy bandwidth (torch clone) and a large matmul.
+"""Reference rates measured in the same run: copy bandwidth (torch clone), a large matmul and, on
+the CPU, the fp32 FMA peak (independent FMAs at the selected path's vector width, every thread),
+the ceiling no kernel passes: a ratio target above it is out of reach on that machine.
 
 clone() allocates its output like the benchmarked ops do, so the percentages use it; copy_() into
 a preallocated tensor is shown beside it because fresh pages can cost more than the copy itself.
@@ -11,7 +13,8 @@ import torch
 from .timing import TimingPlan, fastest_ms
 
 
-PEAK_ROWS = 3
+def peak_row_count(device: torch.device) -> int:
+    return 4 if device.type == "cpu" else 3  # the FMA probe runs on the CPU only
 
 
 def copy_rows(device: torch.device, plan: TimingPlan, quick: bool) -> List[dict]:
@@ -42,9 +45,27 @@ def matmul_row(device: torch.device, plan: TimingPlan, quick: bool) -> dict:
     return row
 
 
+def fma_peak_row(plan: TimingPlan) -> dict:
+    """The CPU's fp32 FMA rate, every thread busy, at the vector width the kernels' path uses."""
+    from .. import _C
+
+    rounds = 2_000_000  # ~10-50 ms: long enough to ramp clocks, short enough to repeat
+    flops = []
+    ms = fastest_ms(lambda: flops.append(_C._fma_peak_run(rounds)), torch.device("cpu"), plan)
+    isa = _C.build_info()["cpu_isa"]
+    return {"family": "peak", "name": "fp32 FMA peak", "device": "cpu", "dtype": "float32", "shape": [rounds],
+            "mode": "fwd", "method": f"maskattn FMA chains ({'zmm' if isa != 'avx2' else 'ymm'})", "ours": False,
+            "ms": ms, "gflop_s": flops[-1] / ms / 1e6, "error": None}
+
+
 def measure_peaks(device: torch.device, plan: TimingPlan, quick: bool) -> Tuple[Dict[str, float], List[dict]]:
-    """Returns ({"copy_gb_s" (clone), "matmul_flop_s"}, the PEAK_ROWS rows)."""
+    """Returns ({"copy_gb_s" (clone), "matmul_flop_s", on the CPU "fma_flop_s"}, the peak rows)."""
     clone_row, prealloc_row = copy_rows(device, plan, quick)
     mm_row = matmul_row(device, plan, quick)
     mm_flop_s = mm_row.get("gflop_s", 0.0) * 1e9 + mm_row.get("tflop_s", 0.0) * 1e12
-    return {"copy_gb_s": clone_row["gb_s"], "matmul_flop_s": mm_flop_s}, [clone_row, prealloc_row, mm_row]
+    peaks, rows = {"copy_gb_s": clone_row["gb_s"], "matmul_flop_s": mm_flop_s}, [clone_row, prealloc_row, mm_row]
+    if device.type == "cpu":
+        fma_row = fma_peak_row(plan)
+        peaks["fma_flop_s"] = fma_row["gflop_s"] * 1e9
+        rows.append(fma_row)
+    return peaks, rows

@@ -11,6 +11,7 @@ RATE_COLUMNS = (
     ("tflop_s", "TFLOP/s", "{:.1f}"),
     ("tflop_s_unmasked", "TFLOP/s unmasked", "{:.1f}"),
     ("pct_matmul", "%matmul", "{:.0f}%"),
+    ("pct_fma", "%FMA peak", "{:.0f}%"),
 )
 
 
