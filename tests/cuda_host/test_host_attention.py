@@ -52,10 +52,13 @@ def assert_ran(host, *expected):
     return names
 
 
-def tc_kernels(dtype, bucket):
+def tc_kernels(dtype, bucket, q_len=None):
+    """The tensor-core kernels of a call; with q_len <= 64 at buckets 64 and 128 (decoding rows)
+    the forward runs in the key-split kernel's smaller blocks."""
     e = ELEM[dtype]
-    return [f"attention_fwd_tc_kernel<{e}, {bucket}, false>", f"attention_bwd_dq_tc_kernel<{e}, {bucket}>",
-            f"attention_bwd_dkdv_tc_kernel<{e}, {bucket}>"]
+    few_rows = q_len is not None and q_len <= 64 and bucket <= 128
+    return [f"attention_fwd_tc_kernel<{e}, {bucket}, {'true' if few_rows else 'false'}>",
+            f"attention_bwd_dq_tc_kernel<{e}, {bucket}>", f"attention_bwd_dkdv_tc_kernel<{e}, {bucket}>"]
 
 
 def simt_kernels(dtype):
@@ -92,8 +95,8 @@ def test_tensor_cores_key_splits_head_buckets(on_host, d, dv, bucket, lk):
 
 def test_key_splits_follow_the_multiprocessor_count(on_host):
     """Blocks that fill the GPU are not split; the same call on a GPU with more multiprocessors is."""
-    q, k, v = qkv(1, 2, 2, 1, 1100, 64, 64, torch.float16)
-    on_host.set_multiprocessors(2)  # the call's 2 blocks fill them
+    q, k, v = qkv(1, 2, 2, 100, 1100, 64, 64, torch.float16)
+    on_host.set_multiprocessors(2)  # the call's 2 blocks of 128 rows fill them
     unsplit = ma.masked_attention(q, k, v)
     names = launched(on_host)
     assert "attention_fwd_tc_kernel<__half, 64, false>" in names and not any("merge" in n for n in names)
@@ -101,6 +104,20 @@ def test_key_splits_follow_the_multiprocessor_count(on_host):
     split = ma.masked_attention(q, k, v)
     assert_ran(on_host, *split_kernels(torch.float16, 64))
     torch.testing.assert_close(split, unsplit, rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_few_query_rows_take_the_smaller_blocks_on_a_full_gpu(on_host, dtype):
+    """Decoding rows (at most 64) would leave a 128-row block mostly padding: they run in the split
+    kernel's 64-row blocks even where the blocks fill the GPU (one run, merged), forward and
+    backward against the float64 reference."""
+    b, h, hkv, lq, lk = 2, 4, 2, 5, 300
+    on_host.set_multiprocessors(2)  # 8 blocks: more than the GPU holds, so one run each
+    q, k, v = qkv(b, h, hkv, lq, lk, 64, 64, dtype)
+    check_against_reference(q, k, v, f"{lq}x{lk} {dtype}",
+                            **mask_kwargs("causal_padding_bottom_right", b, h, lq, lk, "cpu"))
+    names = assert_ran(on_host, *split_kernels(dtype, 64))
+    assert not any(n.startswith(f"attention_fwd_tc_kernel<{ELEM[dtype]}, 64, false>") for n in names), names
 
 
 def test_key_splits_drop_what_the_cpu_drops(on_host):
@@ -117,12 +134,25 @@ def test_key_splits_drop_what_the_cpu_drops(on_host):
 
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("kind", MASK_KINDS)
-@pytest.mark.parametrize("lq,lk", [(97, 70), (1, 130)])
+@pytest.mark.parametrize("lq,lk", [(97, 70), (1, 130), (300, 260)])
 def test_tensor_cores_every_mask_kind(on_host, dtype, kind, lq, lk):
+    """(300 query rows: three blocks of the forward's 128, each warp's two row groups, the last
+    block part padding.)"""
     b, h, hkv = 2, 2, 1
     q, k, v = qkv(b, h, hkv, lq, lk, 64, 64, dtype)
     check_against_reference(q, k, v, f"{kind} {lq}x{lk} {dtype}", **mask_kwargs(kind, b, h, lq, lk, "cpu"))
-    assert_ran(on_host, *tc_kernels(dtype, 64))
+    assert_ran(on_host, *tc_kernels(dtype, 64, lq))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("kind", ["causal_padding_bottom_right", "segments_causal", "additive_mask_causal"])
+def test_tensor_cores_head_bucket_128_over_several_query_blocks(on_host, dtype, kind):
+    """The 128 bucket's forward: 128-row blocks, Q read from shared memory every key tile by both
+    row groups of a warp (the 64 bucket keeps its fragments in registers)."""
+    b, h, hkv, lq, lk = 2, 2, 1, 270, 230
+    q, k, v = qkv(b, h, hkv, lq, lk, 112, 128, dtype)
+    check_against_reference(q, k, v, f"d=112 {kind} {lq}x{lk} {dtype}", **mask_kwargs(kind, b, h, lq, lk, "cpu"))
+    assert_ran(on_host, *tc_kernels(dtype, 128))
 
 
 @pytest.mark.slow
@@ -183,7 +213,7 @@ def test_misaligned_dout_runs_the_simt_backward(on_host):
     b, h, lq, lk = 2, 2, 40, 40
     q, k, v = qkv(b, h, h, lq, lk, 64, 64, torch.float16)
     out = ma.masked_attention(q, k, v, causal=True)
-    assert_ran(on_host, "attention_fwd_tc_kernel<__half, 64, false>")
+    assert_ran(on_host, tc_kernels(torch.float16, 64, lq)[0])
     g = guarded(torch.randn(out.numel() + 1).half())[1:].view(out.shape)  # data_ptr 2 bytes off alignment
     grads = torch.autograd.grad(out, (q, k, v), g)
     assert_ran(on_host, *simt_kernels(torch.float16)[1:])

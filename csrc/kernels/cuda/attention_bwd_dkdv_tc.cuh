@@ -23,7 +23,7 @@ struct DkdvTcConfig {
   static constexpr int kColSplit = HD == 256 ? 2 : 1;  // keeps dK + dV at 128 registers a thread
   static constexpr int kThreads = 128 * kColSplit;
   static constexpr int kKeys = 64;                     // 4 warp rows of 16 keys
-  static constexpr int kRows = HD == 64 ? 32 : 16;  // query rows per step: S^T, dP^T stay small
+  static constexpr int kRows = HD <= 128 ? 32 : 16;  // query rows per step: S^T, dP^T stay small
   static constexpr int kCols = HD / kColSplit;         // dK / dV columns per warp
   static constexpr int kSmemElems = 2 * kKeys * HD + 4 * kRows * HD;  // K, V, then Q and dO twice
   static constexpr int kSmemBytes = kSmemElems * 2 + 6 * kRows * (int)sizeof(float);  // + m2, log_sum2, delta twice

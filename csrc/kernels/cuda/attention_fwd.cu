@@ -58,7 +58,7 @@ int64_t attention_fwd_workspace_floats_cuda(const AttentionFwdParams& p) {
   const int bucket = attn::tensor_core_bucket(p, dev);
   if (bucket == 0 || p.batch * p.heads * p.q_len == 0) return 0;
   const int splits = attn::fwd_tc_key_splits(p, bucket, dev);
-  return splits > 1 ? splits * p.batch * p.heads * p.q_len * attn::fwd_partial_floats(bucket) : 0;
+  return splits > 0 ? splits * p.batch * p.heads * p.q_len * attn::fwd_partial_floats(bucket) : 0;
 }
 
 void masked_attention_fwd_cuda(const AttentionFwdParams& p, void* stream) {

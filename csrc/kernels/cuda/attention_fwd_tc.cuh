@@ -1,7 +1,9 @@
 // Forward masked attention on tensor cores (float16 / bfloat16, sm_80+), FlashAttention-2 style.
 //
-// A block owns 64 query rows of one (batch, head); each of its 4 warps owns 16 rows. Key/value
-// tiles stream through shared memory in two cp.async buffers (the next tile loads while this one
+// A block owns 128 query rows of one (batch, head); each of its 4 warps owns 32 rows, two row
+// groups that share every K and V fragment a warp loads: twice the independent mma chains a warp
+// has in flight per ldmatrix (FlashAttention-2's shape). At head size 256, and in the key-split
+// kernel (few query rows: decoding), 64 rows and one group of 16 a warp. Key/value tiles stream through shared memory in two cp.async buffers (the next tile loads while this one
 // is multiplied); S = Q K^T and O += P V run on mma.m16n8k16 with fp32 accumulators; the softmax
 // is online, in base 2, in registers. Only key tiles MaskSpec can allow are visited; full tiles
 // skip all mask arithmetic. Head sizes are padded to HD (64, 128 or 256) with zeros. With key
@@ -19,12 +21,16 @@
 namespace maskattn {
 namespace attn {
 
-template <int HD>
+template <int HD, bool kSplitKeys>
 struct FwdTcConfig {
   static constexpr int kThreads = 128;
-  static constexpr int kRows = 64;                    // query rows per block, 16 per warp
+  // row groups of 16 a warp: at HD 256 two groups' o and s would not fit the registers; split
+  // runs serve few query rows (decoding), where a second group would multiply padding
+  static constexpr int kRowGroups = HD <= 128 && !kSplitKeys ? 2 : 1;
+  static constexpr int kRows = 4 * 16 * kRowGroups;   // query rows per block
   static constexpr int kKeys = HD <= 128 ? 64 : 16;   // keys per tile; 16 at HD 256: 2 blocks per SM
-  static constexpr bool kQInRegisters = HD <= 128;    // at 256 the fragments would cost 64 registers
+  // Q fragments held across the key loop where they cost at most 64 registers (else read per tile)
+  static constexpr bool kQInRegisters = kRowGroups * HD <= 128;
   static constexpr int kSmemElems = kRows * HD + 4 * kKeys * HD;  // Q, then K and V twice
   static constexpr int kSmemBytes = kSmemElems * 2;
 };
@@ -71,10 +77,10 @@ MA_HD TileSpan split_span(const TileSpan& span, uint32_t split, uint32_t splits)
 
 // kSplitKeys: an instantiation of its own, so the kernel without splits keeps its registers
 template <typename Elem, int HD, bool kSplitKeys>
-__global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
+__global__ void __launch_bounds__(FwdTcConfig<HD, kSplitKeys>::kThreads, 1)
     attention_fwd_tc_kernel(const AttentionFwdParams p, int64_t q_tiles, bool later_heavier, int key_splits_arg) {
-  using Cfg = FwdTcConfig<HD>;
-  constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
+  using Cfg = FwdTcConfig<HD, kSplitKeys>;
+  constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16, kGroups = Cfg::kRowGroups;
   unsigned char* smem_raw = gpu::dynamic_smem;
   Elem* q_tile = reinterpret_cast<Elem*>(smem_raw);
   Elem* k_tiles = q_tile + Cfg::kRows * HD;           // [2][kKeys][HD]
@@ -105,16 +111,21 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
   if (span.count() > 0) load_kv(span.first, 0);
   cp_async_commit();
 
-  const int row_in_tile = warp * 16 + (lane >> 2);
-  const int64_t row[2] = {i0 + row_in_tile, i0 + row_in_tile + 8};
-  const KeyRange band[2] = {mask.key_range(b, row[0]), mask.key_range(b, row[1])};
+  const int warp_row0 = warp * 16 * kGroups;  // group g: rows warp_row0 + 16 g ..
+  // a lane's rows of group g and their key bands, formed where used: held across the key loop
+  // they cost 12 registers a group, which the accumulators of two groups need (ptxas: spills)
+  auto rows_of = [&](int g) { return LaneRows{i0 + warp_row0 + 16 * g + (lane >> 2)}; };
+  float o[kGroups][kOutTiles][4];
+  float m[kGroups][2], l[kGroups][2];
+#pragma unroll
+  for (int g = 0; g < kGroups; ++g) {
+    zero_fill(o[g]);
+    m[g][0] = m[g][1] = -INFINITY;
+    l[g][0] = l[g][1] = 0.f;
+  }
   const float scale_log2 = (float)p.scale * kLog2e;
   const uint32_t q_smem = smem_address(q_tile);
-
-  float o[kOutTiles][4];
-  zero_fill(o);
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  uint32_t q_frag[Cfg::kQInRegisters ? kSteps : 1][4];
+  uint32_t q_frag[Cfg::kQInRegisters ? kSteps : 1][kGroups][4];
 
   for (int64_t t = span.first; t < span.end; ++t) {
     const int buf = (int)((t - span.first) & 1);
@@ -123,7 +134,9 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     if constexpr (Cfg::kQInRegisters) {
       if (t == span.first) {
 #pragma unroll
-        for (int ks = 0; ks < kSteps; ++ks) load_a_fragment<HD>(q_frag[ks], q_smem, warp * 16, ks, lane);
+        for (int ks = 0; ks < kSteps; ++ks)
+#pragma unroll
+          for (int g = 0; g < kGroups; ++g) load_a_fragment<HD>(q_frag[ks][g], q_smem, warp_row0 + 16 * g, ks, lane);
       }
     }
     if (t + 1 < span.end) load_kv(t + 1, buf ^ 1);
@@ -135,59 +148,68 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
     const uint32_t v_smem = smem_address(v_tiles + buf * Cfg::kKeys * HD);
 
     // every k-step, zero padding past d included (see mma_abt)
-    float s[kKeyTiles][4];
-    zero_fill(s);
+    float s[kGroups][kKeyTiles][4];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) zero_fill(s[g]);
     if constexpr (Cfg::kQInRegisters) {
 #pragma unroll
-      for (int ks = 0; ks < kSteps; ++ks) mma_abt_step<Elem, HD>(s, q_frag[ks], k_smem, ks, lane);
+      for (int ks = 0; ks < kSteps; ++ks) mma_abt_step_rows<Elem, HD>(s, q_frag[ks], k_smem, ks, lane);
     } else {
-      mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, lane);
+      mma_abt_rows<Elem, HD, kGroups, kKeyTiles, kSteps>(s, q_smem, warp_row0, k_smem, lane);
     }
-    if (state == TileState::Full)
-      scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
-    else
-      scores_to_log2<true>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
-    online_softmax(s, o, m, l);
-    // dropped after the sums: lse, row statistics and weights stay undropped
-    if (p.dropout.enabled) apply_dropout_bits(s, dropout_bits<kKeyTiles>(p.dropout, b, h, row, t * Cfg::kKeys, lane), 1.f);
-    mma_pb<Elem, HD>(o, s, v_smem, 0, lane);
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      if (state == TileState::Full) {
+        scale_scores_log2(s[g], scale_log2);
+      } else {
+        const LaneRows rows = rows_of(g);
+        const KeyRange band[2] = {mask.key_range(b, rows.row[0]), mask.key_range(b, rows.row[1])};
+        scores_to_log2<true>(s[g], scale_log2, mask, b, h, rows.row, band, t * Cfg::kKeys, lane);
+      }
+      online_softmax(s[g], o[g], m[g], l[g]);
+      // dropped after the sums: lse, row statistics and weights stay undropped
+      if (p.dropout.enabled)
+        apply_dropout_bits(s[g], dropout_bits<kKeyTiles>(p.dropout, b, h, rows_of(g).row, t * Cfg::kKeys, lane),
+                           1.f);
+    }
+    mma_pb_rows<Elem, HD>(o, s, v_smem, 0, lane);
   }
   cp_async_wait<0>();  // nothing may stay in flight when the block exits
 
   const int64_t row_base = (b * p.heads + h) * p.q_len;
 #pragma unroll
-  for (int rh = 0; rh < 2; ++rh) {
-    float total = l[rh];
+  for (int half = 0; half < 2 * kGroups; ++half) {  // rows lane/4 and lane/4 + 8 of each group
+    const int g = half >> 1, rh = half & 1;
+    const int64_t i = rows_of(g).row[rh];
+    float total = l[g][rh];
     total += __shfl_xor_sync(0xffffffffu, total, 1);
     total += __shfl_xor_sync(0xffffffffu, total, 2);
     if constexpr (kSplitKeys) {  // this run's share, unnormalised: the merge kernel finishes the row
-      const int64_t i = row[rh];
       if (i >= p.q_len) continue;
       // (the run's index read again here: one register fewer across the key loop)
       const int64_t run = blockIdx.x % key_splits;
       float* part = p.workspace_f32 + (run * p.batch * p.heads * p.q_len + row_base + i) * fwd_partial_floats(HD);
       if ((lane & 3) == 0) {
-        part[HD] = m[rh];
+        part[HD] = m[g][rh];
         part[HD + 1] = total;
       }
 #pragma unroll
       for (int ot = 0; ot < kOutTiles; ++ot) {
         const int col = ot * 8 + frag::acc_col(lane, 0);
         if (col < dv) {
-          part[col] = o[ot][2 * rh];
-          part[col + 1] = o[ot][2 * rh + 1];
+          part[col] = o[g][ot][2 * rh];
+          part[col + 1] = o[g][ot][2 * rh + 1];
         }
       }
       continue;
     }
     // l == 0 exactly when no key was allowed: zeros and -inf, never 0/0
     const float inv = total > 0.f ? (float)p.dropout.scale / total : 0.f;
-    const int64_t i = row[rh];
     if (i >= p.q_len) continue;
     if ((lane & 3) == 0) {
       const float log_sum2 = log2f(total);
-      p.lse[row_base + i] = total > 0.f ? (m[rh] + log_sum2) * kLn2 : -INFINITY;
-      p.row_stats[2 * (row_base + i)] = total > 0.f ? m[rh] : -INFINITY;  // base 2, as the backward reads them
+      p.lse[row_base + i] = total > 0.f ? (m[g][rh] + log_sum2) * kLn2 : -INFINITY;
+      p.row_stats[2 * (row_base + i)] = total > 0.f ? m[g][rh] : -INFINITY;  // base 2, as the backward reads them
       p.row_stats[2 * (row_base + i) + 1] = total > 0.f ? log_sum2 : 0.f;
     }
     Elem* out_row = static_cast<Elem*>(p.out) + (row_base + i) * dv;
@@ -196,7 +218,7 @@ __global__ void __launch_bounds__(FwdTcConfig<HD>::kThreads, 1)
       const int col = ot * 8 + frag::acc_col(lane, 0);
       if (col < dv)
         *reinterpret_cast<uint32_t*>(out_row + col) =
-            pack2(o[ot][2 * rh] * inv, o[ot][2 * rh + 1] * inv, Elem());
+            pack2(o[g][ot][2 * rh] * inv, o[g][ot][2 * rh + 1] * inv, Elem());
     }
   }
 }

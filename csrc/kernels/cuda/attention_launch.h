@@ -144,9 +144,10 @@ int simt_edge(const AttentionFwdParams& f, const DeviceInfo& dev, FloatsOf float
                            std::to_string(dev.max_smem / (4 * 8 * 3 * 2)) + " each");
 }
 
-// Key splits of the tensor-core forward (1: none): when its blocks fill less than one wave of the
-// GPU (a decoding step, a batch of one with few heads), each block's key tiles are cut into runs
-// of at least 256 keys, each run a block of its own, merged after (flash-decoding).
+// Key splits of the tensor-core forward (0: the whole-row kernel, no workspace): when its blocks
+// fill less than one wave of the GPU (a batch of one with few heads), or the query rows are few
+// (decoding), the split kernel's smaller query blocks run, each block's key tiles cut into runs of
+// at least 256 keys (n >= 1), each run a block of its own, merged after (flash-decoding).
 int fwd_tc_key_splits(const AttentionFwdParams& p, int bucket, const DeviceInfo& dev);
 
 // Tensor-core launchers, one translation unit per pass so the builds run in parallel.
