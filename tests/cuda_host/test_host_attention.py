@@ -155,6 +155,55 @@ def test_tensor_cores_head_bucket_128_over_several_query_blocks(on_host, dtype, 
     assert_ran(on_host, *tc_kernels(dtype, 128))
 
 
+@pytest.mark.parametrize("dtype", HALF)
+def test_bucket_128_backward_through_mask_weights_and_dropout(on_host, dtype):
+    """The 128 bucket's dq pass (two row groups a warp, 128-row blocks) over several query blocks:
+    the additive mask's gradient and a gradient through the weights against the float64
+    reference, and dropout against the CPU kernel's Philox stream (the same keep decisions)."""
+    from maskattn._grads import reduce_to
+    from maskattn.reference import reference_attention
+    from test_attention import assert_accurate
+    from test_mask_grad import bound
+    from tolerance import max_err
+
+    b, h, hkv, lq, lk, d, dv = 2, 2, 1, 200, 150, 112, 128
+    kw = {"causal": True, "align": "bottom_right", "k_lengths": torch.tensor([lk, 97])}
+    q, k, v = qkv(b, h, hkv, lq, lk, d, dv, dtype)
+    mask = torch.randn(b, 1, lq, lk)
+    mask[torch.rand(b, 1, lq, lk) > 0.85] = float("-inf")
+    mask = mask.to(dtype if dtype != torch.float16 else torch.float32).requires_grad_()
+    out, w = ma.masked_attention(q, k, v, mask=mask, return_weights=True, **kw)
+    ref_out, ref_w, _ = reference_attention(q, k, v, mask=mask, **kw)
+    same_out, same_w, _ = reference_attention(q, k, v, mask=mask, upcast=False, **kw)
+    g_out, g_w = torch.randn_like(out), torch.randn_like(w)
+
+    def loss(o, ww):
+        return (o * g_out.to(o.dtype)).sum() + (ww * g_w.to(ww.dtype)).sum()
+
+    ours = torch.autograd.grad(loss(out, w), (q, k, v, mask))
+    assert_ran(on_host, *tc_kernels(dtype, 128))
+    ref = torch.autograd.grad(loss(ref_out, ref_w), (q, k, v, mask))
+    same = torch.autograd.grad(loss(same_out, same_w), (q, k, v, mask))
+    for name, o, r, sm in zip("qkv", ours, ref, same):
+        assert_accurate(o, r, sm, f"d{name} through mask and weights {dtype}")
+    # the mask's gradient inherits delta's rounding (out stored in its dtype) summed over a row
+    e = ((out.detach().double() - ref_out.detach()) * g_out.double()).sum(-1).abs()
+    inherited = reduce_to(ref_w.detach() * e.unsqueeze(-1), mask.detach().double()).abs().max().item()
+    assert max_err(ours[3], ref[3]) <= bound(ref[3], same[3], mask.dtype) + inherited, f"mask grad {dtype}"
+    assert (ours[3][torch.isinf(mask.detach())] == 0).all()
+
+    def dropped(gen_seed):
+        o = ma.masked_attention(q, k, v, dropout_p=0.25, generator=torch.Generator().manual_seed(gen_seed), **kw)
+        return (o, *torch.autograd.grad(o, (q, k, v), g_out))
+
+    gpu = dropped(11)
+    with _disable_current_modes():  # the CPU kernel, not its CUDA twin
+        cpu = dropped(11)
+    for name, x, y in zip(("out", "dq", "dk", "dv"), gpu, cpu):
+        scale = max(1.0, y.abs().max().item())
+        assert (x.float() - y.float()).abs().max() <= 2e-2 * scale, f"dropout {name} {dtype}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("d,dv,bucket", [(40, 40, 64), (64, 24, 64), (96, 96, 128), (128, 72, 128), (80, 128, 128),

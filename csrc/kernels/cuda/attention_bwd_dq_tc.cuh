@@ -1,7 +1,8 @@
 // Backward, dq pass, on tensor cores (float16 / bfloat16, sm_80+).
 //
-// A block owns 64 query rows of one (batch, head), 16 per warp, and walks the key tiles those
-// rows may attend (double-buffered cp.async, as the forward). Per tile it recomputes
+// A block owns 128 query rows of one (batch, head), 32 per warp in two row groups of 16 that
+// share every K and V fragment the warp loads (64 rows, one group, at head sizes 64 and 256), and walks
+// the key tiles those rows may attend (double-buffered cp.async, as the forward). Per tile it recomputes
 // P = exp2((S - m2) - log_sum2), dP = dO V^T (dropped and scaled with dropout, + dweights),
 // dS = P (dP - delta) and accumulates dQ += dS K in registers; dq is written once at the end, so
 // the pass is deterministic without atomics. This pass also writes the additive mask's gradient.
@@ -21,7 +22,10 @@ namespace attn {
 template <int HD>
 struct DqTcConfig {
   static constexpr int kThreads = 128;
-  static constexpr int kRows = 64;                   // query rows per block, 16 per warp
+  // 16-row groups a warp, as the forward's; at HD 64 the second group bought 8% fewer instructions
+  // per mma for 10 spilled registers reloaded per tile (SASS, sm_90a), so one group there
+  static constexpr int kRowGroups = HD == 128 ? 2 : 1;
+  static constexpr int kRows = 4 * 16 * kRowGroups;      // query rows per block
   static constexpr int kKeys = HD <= 64 ? 64 : (HD <= 128 ? 32 : 16);  // keys per tile, fewer as dQ grows
   static constexpr int kSmemElems = 2 * kRows * HD + 4 * kKeys * HD;  // Q, dO, then K and V twice
   static constexpr int kSmemBytes = kSmemElems * 2;
@@ -54,7 +58,7 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
     attention_bwd_dq_tc_kernel(const AttentionBwdParams p, const float* m2_rows, const float* log_sum2_rows,
                                const float* delta_rows, int64_t q_tiles, bool later_heavier) {
   using Cfg = DqTcConfig<HD>;
-  constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16;
+  constexpr int kKeyTiles = Cfg::kKeys / 8, kOutTiles = HD / 8, kSteps = HD / 16, kGroups = Cfg::kRowGroups;
   unsigned char* smem_raw = gpu::dynamic_smem;
   Elem* q_tile = reinterpret_cast<Elem*>(smem_raw);
   Elem* do_tile = q_tile + Cfg::kRows * HD;
@@ -89,9 +93,10 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
   if (span.count() > 0) load_kv(span.first, 0);
   cp_async_commit();
 
-  const int row_in_tile = warp * 16 + (lane >> 2);
-  const int64_t row[2] = {i0 + row_in_tile, i0 + row_in_tile + 8};
-  const KeyRange band[2] = {mask.key_range(b, row[0]), mask.key_range(b, row[1])};
+  const int warp_row0 = warp * 16 * kGroups;  // group g: rows warp_row0 + 16 g ..
+  // a lane's rows of group g (lane/4 and lane/4 + 8 of the group), formed where used
+  auto row_in_tile = [&](int g) { return warp_row0 + 16 * g + (lane >> 2); };
+  auto rows_of = [&](int g) { return LaneRows{i0 + row_in_tile(g)}; };
   // the row statistics wait in shared memory, read once per tile: fewer registers held for the
   // whole kernel (+inf for m2 past q_len: probabilities 0)
   __shared__ float m2_s[Cfg::kRows], log_sum2_s[Cfg::kRows], delta_s[Cfg::kRows];
@@ -101,13 +106,12 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
     log_sum2_s[r] = exists ? log_sum2_rows[row_base + i0 + r] : 0.f;
     delta_s[r] = exists ? delta_rows[row_base + i0 + r] : 0.f;
   }
-  // [0]: row[0], [8]: row[1]
-  const float *m2 = m2_s + row_in_tile, *log_sum2 = log_sum2_s + row_in_tile, *delta = delta_s + row_in_tile;
   const float scale_log2 = (float)f.scale * kLog2e;
   const uint32_t q_smem = smem_address(q_tile), do_smem = smem_address(do_tile);
 
-  float dq[kOutTiles][4];
-  zero_fill(dq);
+  float dq[kGroups][kOutTiles][4];
+#pragma unroll
+  for (int g = 0; g < kGroups; ++g) zero_fill(dq[g]);
   for (int64_t t = span.first; t < span.end; ++t) {
     const int buf = (int)((t - span.first) & 1);
     cp_async_wait<0>();
@@ -119,36 +123,50 @@ __global__ void __launch_bounds__(DqTcConfig<HD>::kThreads, 1)
     if (state == TileState::Empty) continue;
     const uint32_t k_smem = smem_address(k_tiles + buf * Cfg::kKeys * HD);
     const uint32_t v_smem = smem_address(v_tiles + buf * Cfg::kKeys * HD);
-    float s[kKeyTiles][4], dp[kKeyTiles][4];
-    zero_fill(s);
-    zero_fill(dp);
-    mma_abt<Elem, HD, kKeyTiles, kSteps>(s, q_smem, warp * 16, k_smem, lane);
-    mma_abt<Elem, HD, kKeyTiles, kSteps>(dp, do_smem, warp * 16, v_smem, lane);
-    if (state == TileState::Full)
-      scores_to_log2<false>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
-    else
-      scores_to_log2<true>(s, scale_log2, mask, b, h, row, band, t * Cfg::kKeys, lane);
-    if (f.dropout.enabled)  // dP' = keep / (1 - p) dO V^T; P itself stays undropped in dS = P (dP' - delta)
-      apply_dropout_bits(dp, dropout_bits<kKeyTiles>(f.dropout, b, h, row, t * Cfg::kKeys, lane),
-                         (float)f.dropout.scale);
-    scores_to_grad(s, dp, m2, log_sum2, delta, dweights_rows, row, t * Cfg::kKeys, f, lane);
-    if (p.mask_grad.wanted())
-      gpu::add_mask_grad_fragment(p.mask_grad, s, b, h, row, t * Cfg::kKeys, f.q_len, f.k_len, lane);
-    mma_pb<Elem, HD>(dq, s, k_smem, 0, lane);  // K read transposed: [key][d] is the B of dS K
+    float s[kGroups][kKeyTiles][4], dp[kGroups][kKeyTiles][4];
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      zero_fill(s[g]);
+      zero_fill(dp[g]);
+    }
+    mma_abt_rows<Elem, HD, kGroups, kKeyTiles, kSteps>(s, q_smem, warp_row0, k_smem, lane);
+    mma_abt_rows<Elem, HD, kGroups, kKeyTiles, kSteps>(dp, do_smem, warp_row0, v_smem, lane);
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const LaneRows rows = rows_of(g);
+      if (state == TileState::Full) {
+        scale_scores_log2(s[g], scale_log2);
+      } else {
+        const KeyRange band[2] = {mask.key_range(b, rows.row[0]), mask.key_range(b, rows.row[1])};
+        scores_to_log2<true>(s[g], scale_log2, mask, b, h, rows.row, band, t * Cfg::kKeys, lane);
+      }
+      if (f.dropout.enabled)  // dP' = keep / (1 - p) dO V^T; P itself stays undropped in dS = P (dP' - delta)
+        apply_dropout_bits(dp[g], dropout_bits<kKeyTiles>(f.dropout, b, h, rows.row, t * Cfg::kKeys, lane),
+                           (float)f.dropout.scale);
+      // the statistics of the group's rows: [0] for lane/4, [8] for lane/4 + 8
+      const int r0 = row_in_tile(g);
+      scores_to_grad(s[g], dp[g], m2_s + r0, log_sum2_s + r0, delta_s + r0, dweights_rows, rows.row,
+                     t * Cfg::kKeys, f, lane);
+      if (p.mask_grad.wanted())
+        gpu::add_mask_grad_fragment(p.mask_grad, s[g], b, h, rows.row, t * Cfg::kKeys, f.q_len, f.k_len, lane);
+    }
+    mma_pb_rows<Elem, HD>(dq, s, k_smem, 0, lane);  // K read transposed: [key][d] is the B of dS K
   }
   cp_async_wait<0>();
 
   const float scale = (float)f.scale;
 #pragma unroll
-  for (int rh = 0; rh < 2; ++rh) {
-    if (row[rh] >= f.q_len) continue;
-    Elem* dq_row = static_cast<Elem*>(p.dq) + (row_base + row[rh]) * d;
+  for (int half = 0; half < 2 * kGroups; ++half) {  // rows lane/4 and lane/4 + 8 of each group
+    const int g = half >> 1, rh = half & 1;
+    const int64_t i = rows_of(g).row[rh];
+    if (i >= f.q_len) continue;
+    Elem* dq_row = static_cast<Elem*>(p.dq) + (row_base + i) * d;
 #pragma unroll
     for (int ot = 0; ot < kOutTiles; ++ot) {
       const int col = ot * 8 + frag::acc_col(lane, 0);
       if (col < d)
         *reinterpret_cast<uint32_t*>(dq_row + col) =
-            pack2(dq[ot][2 * rh] * scale, dq[ot][2 * rh + 1] * scale, Elem());
+            pack2(dq[g][ot][2 * rh] * scale, dq[g][ot][2 * rh + 1] * scale, Elem());
     }
   }
 }
