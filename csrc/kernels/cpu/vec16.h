@@ -91,8 +91,19 @@ inline f32x16 select16(i32x16 mask, f32x16 a, f32x16 b) {
   return {mask.lo ? a.lo : b.lo, mask.hi ? a.hi : b.hi};
 }
 
-inline f32x16 max16(f32x16 a, f32x16 b) { return select16(less16(b, a), a, b); }
-inline f32x16 min16(f32x16 a, f32x16 b) { return select16(less16(a, b), a, b); }
+// (b < a ? a : b) and (a < b ? a : b): exactly vmaxps / vminps (the second operand where either is
+// NaN or both are equal), one instruction where GCC would emit a compare and a blend
+#ifdef __FMA__
+inline f32x8 max8(f32x8 a, f32x8 b) { return (f32x8)_mm256_max_ps((__m256)a, (__m256)b); }
+inline f32x8 min8(f32x8 a, f32x8 b) { return (f32x8)_mm256_min_ps((__m256)a, (__m256)b); }
+#else
+inline f32x8 max8(f32x8 a, f32x8 b) { return b < a ? a : b; }
+inline f32x8 min8(f32x8 a, f32x8 b) { return a < b ? a : b; }
+#endif
+inline f32x16 max16(f32x16 a, f32x16 b) { return {max8(a.lo, b.lo), max8(a.hi, b.hi)}; }
+inline f32x16 min16(f32x16 a, f32x16 b) { return {min8(a.lo, b.lo), min8(a.hi, b.hi)}; }
+// 0 where mask is set, v elsewhere: one and-not rather than a blend
+inline f32x16 zero_where16(i32x16 mask, f32x16 v) { return as_f32x16(~mask & as_i32x16(v)); }
 
 inline float reduce_max16(f32x16 v) {
   float m = v[0];
@@ -127,14 +138,17 @@ constexpr float kExpPoly[kExpPolyTerms] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 
 inline f32x16 exp16(f32x16 x) {
   const f32x16 xc = min16(max16(x, splat16(-87.0f)), splat16(88.0f));
   const f32x16 magic = splat16(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const f32x16 n = fma16(xc, splat16(1.44269504088896341f), magic) - magic;
+  const f32x16 shifted = fma16(xc, splat16(1.44269504088896341f), magic);
+  const f32x16 n = shifted - magic;
   f32x16 r = fma16(-n, splat16(0.693359375f), xc);
   r = fma16(-n, splat16(-2.12194440e-4f), r);
   f32x16 p = splat16(kExpPoly[0]);
   for (int i = 1; i < kExpPolyTerms; ++i) p = fma16(p, r, splat16(kExpPoly[i]));
-  const i32x16 bits = (to_i32x16(n) + 127) << 23;
+  // the integer n sits in the low mantissa bits of `shifted` (1.5 * 2^23 + n, |n| <= 127): moved
+  // into the exponent field directly, no float -> int conversion
+  const i32x16 bits = (as_i32x16(shifted) + (127 - 0x4B400000)) << 23;
   const f32x16 result = p * as_f32x16(bits);
-  return select16(less16(x, splat16(-87.0f)), splat16(0.f), result);
+  return zero_where16(less16(x, splat16(-87.0f)), result);
 }
 
 inline float exp1(float x) { return exp16(splat16(x))[0]; }
