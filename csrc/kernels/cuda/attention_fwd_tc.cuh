@@ -3,7 +3,8 @@
 // A block owns 128 query rows of one (batch, head); each of its 4 warps owns 32 rows, two row
 // groups that share every K and V fragment a warp loads: twice the independent mma chains a warp
 // has in flight per ldmatrix (FlashAttention-2's shape). At head size 256, and in the key-split
-// kernel (few query rows: decoding), 64 rows and one group of 16 a warp. Key/value tiles stream through shared memory in two cp.async buffers (the next tile loads while this one
+// kernel (few query rows: decoding), 64 rows and one group of 16 a warp. Key/value tiles stream
+// through shared memory in two cp.async buffers (the next tile loads while this one
 // is multiplied); S = Q K^T and O += P V run on mma.m16n8k16 with fp32 accumulators; the softmax
 // is online, in base 2, in registers. Only key tiles MaskSpec can allow are visited; full tiles
 // skip all mask arithmetic. Head sizes are padded to HD (64, 128 or 256) with zeros. With key
