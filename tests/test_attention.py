@@ -104,6 +104,19 @@ def test_mask_kinds_forward_backward(device, kind, lq, lk):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_mask_kinds_one_head_per_kv_head(device, kind):
+    """Without GQA a CPU query tile holds 64 rows of one head, so a partly masked key tile is
+    multiplied in four row parts of 16, each over its own live keys (a diagonal tile: 16, 32, 48,
+    64); 130 rows: two full tiles and a short one."""
+    b, h, lq, lk = 2, 2, 130, 130
+    kw = mask_kwargs(kind, b, h, lq, lk, device)
+    for dtype in dtypes_for(device):
+        q, k, v = qkv(b, h, h, lq, lk, 64, 64, device, dtype)
+        check_against_reference(q, k, v, f"{kind} one head per kv head {dtype}", **kw)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("d,dv", [(32, 32), (64, 64), (80, 80), (128, 128), (64, 32), (80, 128), (40, 24)])
 def test_head_sizes_and_gqa(device, d, dv):
     b, h, hkv, lq, lk = 2, 6, 2, 257, 257

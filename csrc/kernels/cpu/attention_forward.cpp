@@ -29,9 +29,11 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Rows of a Partial tile are multiplied in parts of at most this many, each over the key columns
-// the tile classifier leaves live for it (causal diagonal tiles: the first 32 rows see only the
-// first 32 keys; with GQA a 32-row tile may see half its key tile).
-constexpr int64_t kSplitRows = 32;
+// the tile classifier leaves live for it (a causal diagonal tile: rows 0-15 see keys 0-15, rows
+// 16-31 keys 0-31, ...: 62.5% of the tile's products instead of 100%; with GQA a 16-row tile may
+// see a quarter of its key tile). 16: the key classifier's and the mask summary's granularity.
+constexpr int64_t kSplitRows = 16;
+constexpr int kMaxRowParts = (int)(kBlockQ / kSplitRows);
 
 // Key columns [lo, hi) of a tile that some rows may attend (multiples of 16; lo == hi: none).
 struct ColumnExtent {
@@ -44,12 +46,12 @@ struct ColumnExtent {
 struct TileColumns {
   int64_t cols = 0;  // columns of S: the tile's keys rounded up to 16
   int parts = 0;
-  ColumnExtent extent[2];
+  ColumnExtent extent[kMaxRowParts];
 };
 
 // Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
 // products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero; and
-// kSplitRows more, so a row part's product may read 32 rows from its start).
+// kSplitRows more: a row part's product reads whole 16-row tiles from its start).
 struct ForwardScratch {
   FloatBuffer q, s, out, row_max, row_sum16, alpha, lse, bias, q16, p16, log_sum;
   ForwardScratch(const AttentionGeometry& g, int64_t rows, bool pairs)
@@ -102,7 +104,7 @@ struct ForwardItem {
     TileColumns t;
     t.cols = round_up16(g.keys_in(kt));
     if (state != TileState::Partial) return t;
-    const int parts = rows > kSplitRows ? 2 : 1;
+    const int parts = (int)((rows + kSplitRows - 1) / kSplitRows);  // rows <= kBlockQ
     bool narrower = false;
     for (int k = 0; k < parts; ++k) {
       t.extent[k] = live_columns(kt, part_begin(k), part_end(k), t.cols);
