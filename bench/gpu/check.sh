@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The GPU proof of the CUDA path (H100/H200), sized for a device budget of 15 minutes that counts
 # the machine's start too. Run in the repository root on the GPU machine, with a timeout of 600 s:
-#   bash bench/gpu/check.sh         the first call: build tests check bench memcheck (<= 540 s)
+#   bash bench/gpu/check.sh         the first call: build tests check bench memcheck cpu (<= 540 s)
 #   bash bench/gpu/check.sh more    at once after it, while the machine is warm (it stays so for
 #                                   seconds), if device time is left: sweep sanitize suite
 # Stages: build (pip install -e ., the visible GPU's arch), tests (the CUDA cases of the suite,
 # junit), check (python -m maskattn check --device cuda), bench (attention and softmax, --quick,
 # with the report and plot), memcheck (compute-sanitizer over bench/gpu/kernel_cases.py; "refused"
-# where the runtime refuses the device), sweep (the full attention bench), sanitize (racecheck,
+# where the runtime refuses the device), cpu (the host CPU's per-path tests and quick CPU bench at 2
+# threads: the Intel figures the CPU issue lacks), sweep (the full attention bench), sanitize (racecheck,
 # synccheck, initcheck), profile (ncu over bench/gpu/profile_cases.py), suite (the whole test suite:
 # more than 240 s on an H200 machine with 8 workers, so give it a call of its own). Stages may be
 # named on the command line, in order. Each stage runs under the smaller of its own
@@ -159,15 +160,46 @@ bench() {
 }
 
 stage_bench() { bench bench 150 60 attention,softmax,decode quick --quick; }
+
+# The CPU kernels on this machine's host CPU (an Intel Xeon on the H200 machine: AVX-512,
+# AVX512-BF16/FP16, AMX, which no CPU-only session has had): the per-path tests (AMX tiles for real,
+# not emulated), then the quick CPU bench at 2 threads, the CPU issue's setting, as a report.
+stage_cpu() {
+  local t=$SECONDS secs tag
+  secs=$(limit cpu 150 45) || return
+  tag=$(awk -F': ' '/^vendor_id/ {v = $2} /^cpu family/ {f = $2} /^model\t/ {m = $2} END {
+        sub(/Genuine/, "", v); sub(/Authentic/, "", v); printf "%s-f%sm%s", tolower(v), f, m}' /proc/cpuinfo)
+  OMP_NUM_THREADS=2 timeout "$((secs / 2))" python3 -m pytest -q -p no:cacheprovider tests/test_cpu_paths.py \
+    --junitxml="$KEEP/junit-cpu.xml" > "$KEEP/cpu-tests.log" 2>&1
+  note "cpu tests (test_cpu_paths.py): rc=$? in $((SECONDS - t)) s: $(tail -1 "$KEEP/cpu-tests.log")"
+  grep -E "^(FAILED|ERROR)" "$KEEP/cpu-tests.log" | head -10 | tee -a "$summary"
+  local stem="$KEEP/$DAY-cpu-$tag-quick" left=$((secs - (SECONDS - t)))
+  [ "$left" -lt 20 ] && { note "cpu bench: skipped ($left s left)"; keep "$KEEP/cpu-tests.log"; return; }
+  OMP_NUM_THREADS=2 timeout "$left" python3 -m maskattn bench --device cpu --only attention,softmax --quick \
+    --tests-junit "$KEEP/junit-cpu.xml" --report "$stem.json" > "$KEEP/cpu-bench.log" 2>&1
+  note "cpu bench (2 threads, --quick): rc=$? in $((SECONDS - t)) s, $(grep -m1 '^# cpu' "$KEEP/cpu-bench.log")"
+  python3 - "$stem.json" <<'PY' 2>&1 | head -30 | tee -a "$summary"
+import json, sys
+groups = {}
+for r in json.load(open(sys.argv[1]))["rows"]:  # torch's time over maskattn's, per case
+    groups.setdefault((r["name"], r["dtype"], "x".join(map(str, r["shape"])), r["mode"]), []).append(r)
+for key, rows in groups.items():
+    ours = next((r for r in rows if r["ours"] and r["ms"]), None)
+    for r in rows:
+        if ours and not r["ours"] and r["ms"]:
+            print("  %s %s %s %s: %s %.2fx (path %s)" % (*key, r["method"], r["ms"] / ours["ms"], ours["path"]))
+PY
+  keep "$stem.json" "$KEEP/cpu-bench.log" "$KEEP/cpu-tests.log"
+}
 stage_sweep() { bench sweep 330 120 attention,softmax,decode sweep; }
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(build tests check bench memcheck)
+[ ${#stages[@]} -eq 0 ] && stages=(build tests check bench memcheck cpu)
 [ "${stages[*]}" = more ] && stages=(sweep sanitize suite)
 for stage in "${stages[@]}"; do
   case "$stage" in
-    build|tests|check|bench|memcheck|sweep|sanitize|profile|suite) "stage_$stage" ;;
-    *) echo "unknown stage '$stage' (build, tests, check, bench, memcheck, sweep, sanitize, profile, suite; or more)"
+    build|tests|check|bench|memcheck|cpu|sweep|sanitize|profile|suite) "stage_$stage" ;;
+    *) echo "unknown stage '$stage' (build, tests, check, bench, memcheck, cpu, sweep, sanitize, profile, suite; or more)"
        exit 2 ;;
   esac
   publish
