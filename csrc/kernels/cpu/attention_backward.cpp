@@ -48,14 +48,31 @@ struct BackwardPass {
     const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
     const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
     float *s = w.s.get(), *ds = w.ds.get();
-    recompute_probabilities(bp, g, keys, ops, b, h, qt, kt, state, s, w.bias.get());
-    if (ops.pairs) {
-      cpu_kernels().gemm_bf16({rows, cols, ops.dv_pad32, ops.dout16_row(row0), ops.dv_pad32,
-                               keys.v_t_pairs_tile(b, hk, kt), 2 * kBlockK, ds, kBlockK, GemmInto::Overwrite, nullptr,
-                               1.f});
-    } else {
-      gemm_tile(rows, cols, g.dv, GemmA{ops.dout_row(g, row0), g.dv_pad, 1}, keys.v_t_tile(b, hk, kt), kBlockK, ds,
-                kBlockK, GemmInto::Overwrite);
+    const TileColumns t = row_part_columns(bp.fwd.mask, b, g.first_row(qt), rows, kt, n, state);
+    recompute_probabilities(bp, g, keys, ops, b, h, qt, kt, state, t, s, w.bias.get());
+    // dP rows [r0, r0 + m) over columns e = dO V^T
+    auto dp_rows = [&](int64_t r0, int64_t m, ColumnExtent e) {
+      float* c = ds + r0 * kBlockK + e.lo;
+      if (ops.pairs) {
+        cpu_kernels().gemm_bf16({m, e.hi - e.lo, ops.dv_pad32, ops.dout16_row(row0 + r0), ops.dv_pad32,
+                                 keys.v_t_pairs_tile(b, hk, kt) + 2 * e.lo, 2 * kBlockK, c, kBlockK,
+                                 GemmInto::Overwrite, nullptr, 1.f});
+      } else {
+        gemm_tile(m, e.hi - e.lo, g.dv, GemmA{ops.dout_row(g, row0 + r0), g.dv_pad, 1},
+                  keys.v_t_tile(b, hk, kt) + e.lo, kBlockK, c, kBlockK, GemmInto::Overwrite);
+      }
+    };
+    if (t.parts == 0) {
+      dp_rows(0, rows, ColumnExtent{0, cols});
+    } else {  // P is 0 past a part's columns: dP 0 there keeps dS = P (dP - delta) at 0
+      for (int k = 0; k < t.parts; ++k) {
+        const ColumnExtent e = t.extent[k];
+        if (e.hi > e.lo) dp_rows(t.part_begin(k), t.part_end(k) - t.part_begin(k), e);
+        for (int64_t r = t.part_begin(k); r < t.part_end(k); ++r) {
+          std::fill(ds + r * kBlockK, ds + r * kBlockK + e.lo, 0.f);
+          std::fill(ds + r * kBlockK + e.hi, ds + r * kBlockK + cols, 0.f);
+        }
+      }
     }
     const DropoutSpec& drop = bp.fwd.dropout;
     float* keep = w.keep.get();
@@ -77,21 +94,45 @@ struct BackwardPass {
     }
     if (with_kv && bp.mask_grad.wanted())
       add_mask_grad_tile<float>(bp.mask_grad, b, h, g.first_row(qt), rows, kt * kBlockK, n, ds, kBlockK);
-    if (ops.pairs) return pair_products_bf16(b, h, qt, kt, w, with_kv, with_q);
-    if (with_kv) {
+    if (ops.pairs) return pair_products_bf16(b, h, qt, kt, t, w, with_kv, with_q);
+    if (with_kv && t.parts == 0) {
       gemm_tile(n, g.dv_pad, rows, GemmA{s, 1, kBlockK}, ops.dout_row(g, row0), g.dv_pad, w.dv.get(), g.dv_pad,
                 GemmInto::Accumulate);
       gemm_tile(n, g.d_pad, rows, GemmA{ds, 1, kBlockK}, ops.q_row(g, row0), g.d_pad, w.dk.get(), g.d_pad,
                 GemmInto::Accumulate);
+    } else if (with_kv) {
+      // dV, dK of each 16-key chunk over the row parts whose columns hold it (first to last: P and
+      // dS are 0 in the rows between, so the sums are the whole tile's)
+      for (int64_t c = 0; c < n; c += 16) {
+        int first = -1, last = -1;
+        for (int k = 0; k < t.parts; ++k)
+          if (t.extent[k].lo <= c && c < t.extent[k].hi) {
+            if (first < 0) first = k;
+            last = k;
+          }
+        if (first < 0) continue;
+        const int64_t r0 = t.part_begin(first), depth = t.part_end(last) - r0, m = std::min<int64_t>(16, n - c);
+        gemm_tile(m, g.dv_pad, depth, GemmA{s + r0 * kBlockK + c, 1, kBlockK}, ops.dout_row(g, row0 + r0), g.dv_pad,
+                  w.dv.get() + c * g.dv_pad, g.dv_pad, GemmInto::Accumulate);
+        gemm_tile(m, g.d_pad, depth, GemmA{ds + r0 * kBlockK + c, 1, kBlockK}, ops.q_row(g, row0 + r0), g.d_pad,
+                  w.dk.get() + c * g.d_pad, g.d_pad, GemmInto::Accumulate);
+      }
     }
-    if (with_q)
-      gemm_tile(rows, g.d_pad, n, GemmA{ds, kBlockK, 1}, keys.k_rows(b, hk, kt), g.d_pad, dq_rows(row0), g.d_pad,
-                GemmInto::Accumulate);
+    if (!with_q) return;
+    if (t.parts == 0)
+      return gemm_tile(rows, g.d_pad, n, GemmA{ds, kBlockK, 1}, keys.k_rows(b, hk, kt), g.d_pad, dq_rows(row0), g.d_pad,
+                       GemmInto::Accumulate);
+    for (int k = 0; k < t.parts; ++k) {  // dQ of a part over its columns only (dS is 0 past them)
+      const int64_t r0 = t.part_begin(k), lo = t.extent[k].lo, hi = std::min(t.extent[k].hi, n);
+      if (hi > lo)
+        gemm_tile(t.part_end(k) - r0, g.d_pad, hi - lo, GemmA{ds + r0 * kBlockK + lo, kBlockK, 1},
+                  keys.k_rows(b, hk, kt) + lo * g.d_pad, g.d_pad, dq_rows(row0 + r0), g.d_pad, GemmInto::Accumulate);
+    }
   }
 
   // The pair's dV^T, dK^T and dQ products on bf16 operands (P and dS in w.s, w.ds).
-  void pair_products_bf16(int64_t b, int64_t h, int64_t qt, int64_t kt, BackwardScratch& w, bool with_kv,
-                          bool with_q) const {
+  void pair_products_bf16(int64_t b, int64_t h, int64_t qt, int64_t kt, const TileColumns& t, BackwardScratch& w,
+                          bool with_kv, bool with_q) const {
     const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
     const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
     const int64_t tile = (b * g.heads + h) * g.q_tiles + qt, depth = round_up32(rows);
@@ -108,8 +149,17 @@ struct BackwardPass {
     if (with_q) {
       uint16_t* ds16 = w.bf16(w.ds16);
       round_tile_rows_to_bf16(w.ds.get(), rows, cols, kBlockK, ds16, kBlockK);
-      gemm({rows, g.d_pad, round_up32(n), ds16, kBlockK, keys.k_row_pairs_tile(b, hk, kt), 2 * g.d_pad, dq_rows(row0),
-            g.d_pad, GemmInto::Accumulate, nullptr, 1.f});
+      if (t.parts == 0)
+        return gemm({rows, g.d_pad, round_up32(n), ds16, kBlockK, keys.k_row_pairs_tile(b, hk, kt), 2 * g.d_pad,
+                     dq_rows(row0), g.d_pad, GemmInto::Accumulate, nullptr, 1.f});
+      for (int k = 0; k < t.parts; ++k) {  // depth in steps of 32 (dS past a part's columns is 0)
+        const int64_t r0 = t.part_begin(k), lo = t.extent[k].lo / 32 * 32;
+        const int64_t hi = std::min(round_up32(t.extent[k].hi), round_up32(n));
+        if (t.extent[k].hi > t.extent[k].lo)
+          gemm({t.part_end(k) - r0, g.d_pad, hi - lo, ds16 + r0 * kBlockK + lo, kBlockK,
+                keys.k_row_pairs_tile(b, hk, kt) + lo * g.d_pad, 2 * g.d_pad, dq_rows(row0 + r0), g.d_pad,
+                GemmInto::Accumulate, nullptr, 1.f});
+      }
     }
   }
 

@@ -6,6 +6,7 @@
 #include "../attention.h"
 #include "attention_layout.h"
 #include "attention_pack.h"
+#include "attention_row_parts.h"
 #include "attention_schedule.h"
 
 namespace maskattn {
@@ -63,10 +64,11 @@ struct BackwardScratch {
 };
 
 // Scores of query tile qt (rows of (b, h)) against key tile kt, masked, turned into probabilities
-// with the saved lse. Leaves P (rows x round_up16(keys)) in s; used by every backward pass.
+// with the saved lse. Leaves P (rows x round_up16(keys)) in s; used by every backward pass. With row
+// parts (t.parts > 0) each part's scores are multiplied over its live columns only, the rest -inf.
 void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeometry& g, const PackedKeys& keys,
                              const BackwardOperands& ops, int64_t b, int64_t h, int64_t qt, int64_t kt,
-                             TileState state, float* s, float* bias);
+                             TileState state, const TileColumns& t, float* s, float* bias);
 
 }  // namespace cpu
 }  // namespace maskattn

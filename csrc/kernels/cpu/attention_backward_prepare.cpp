@@ -1,6 +1,7 @@
 // Backward operands (fp32 q and dout, delta) and the probability recomputation shared by the passes.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "attention_backward.h"
 #include "attention_dot_scores.h"
@@ -16,24 +17,43 @@ namespace cpu {
 
 void recompute_probabilities(const AttentionBwdParams& bp, const AttentionGeometry& g, const PackedKeys& keys,
                              const BackwardOperands& ops, int64_t b, int64_t h, int64_t qt, int64_t kt,
-                             TileState state, float* s, float* bias) {
+                             TileState state, const TileColumns& t, float* s, float* bias) {
   const AttentionFwdParams& p = bp.fwd;
   const int64_t rows = g.q_rows_in(qt), n = g.keys_in(kt), cols = round_up16(n);
-  const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt);
-  if (ops.pairs) {
-    // the forward's product on the same bf16 operands: the same scores, bit for bit
-    cpu_kernels().gemm_bf16({rows, cols, ops.d_pad32, ops.q16_row(row0), ops.d_pad32,
-                             keys.k_pairs_tile(b, h / g.group, kt), 2 * kBlockK, s, kBlockK, GemmInto::Overwrite,
-                             nullptr, (float)p.scale});
-  } else if (scores_by_dot_products(p)) {
+  const int64_t row0 = (b * g.heads + h) * g.q_len + g.first_row(qt), hk = h / g.group;
+  if (!ops.pairs && scores_by_dot_products(p)) {
     // the forward summed these scores by dot products: recompute them the same way
     const int64_t live = g.live_keys_in(p.mask, b, kt);
     for (int64_t r = 0; r < rows; ++r) std::fill(s + r * kBlockK + live, s + r * kBlockK + cols, 0.f);
-    dot_product_scores(ops.q_row(g, row0), g.d_pad, rows, RowsF32{keys.k_rows(b, h / g.group, kt)}, g.d_pad, live, g.d, s,
+    dot_product_scores(ops.q_row(g, row0), g.d_pad, rows, RowsF32{keys.k_rows(b, hk, kt)}, g.d_pad, live, g.d, s,
                        kBlockK, 1);
   } else {
-    gemm_tile(rows, cols, g.d, GemmA{ops.q_row(g, row0), g.d_pad, 1}, keys.k_t_tile(b, h / g.group, kt), kBlockK, s,
-              kBlockK, GemmInto::Overwrite);
+    // S rows [r0, r0 + m) over columns e: the forward's products (per element the same sums, so
+    // the same scores bit for bit, on bf16 operands too)
+    auto score_rows = [&](int64_t r0, int64_t m, ColumnExtent e) {
+      float* c = s + r0 * kBlockK + e.lo;
+      if (ops.pairs) {
+        cpu_kernels().gemm_bf16({m, e.hi - e.lo, ops.d_pad32, ops.q16_row(row0 + r0), ops.d_pad32,
+                                 keys.k_pairs_tile(b, hk, kt) + 2 * e.lo, 2 * kBlockK, c, kBlockK,
+                                 GemmInto::Overwrite, nullptr, (float)p.scale});
+      } else {
+        gemm_tile(m, e.hi - e.lo, g.d, GemmA{ops.q_row(g, row0 + r0), g.d_pad, 1}, keys.k_t_tile(b, hk, kt) + e.lo,
+                  kBlockK, c, kBlockK, GemmInto::Overwrite);
+      }
+    };
+    if (t.parts == 0) {
+      score_rows(0, rows, ColumnExtent{0, cols});
+    } else {
+      const float neg_inf = -std::numeric_limits<float>::infinity();
+      for (int k = 0; k < t.parts; ++k) {
+        const ColumnExtent e = t.extent[k];
+        if (e.hi > e.lo) score_rows(t.part_begin(k), t.part_end(k) - t.part_begin(k), e);
+        for (int64_t r = t.part_begin(k); r < t.part_end(k); ++r) {
+          std::fill(s + r * kBlockK, s + r * kBlockK + e.lo, neg_inf);
+          std::fill(s + r * kBlockK + e.hi, s + r * kBlockK + cols, neg_inf);
+        }
+      }
+    }
   }
   // a Full last tile may still have padding lanes past k_len to drop
   if (state == TileState::Partial || cols != n)
@@ -150,7 +170,8 @@ BackwardOperands prepare_backward(const AttentionBwdParams& bp, const AttentionG
       for (int64_t kt = span.first; kt <= span.last; ++kt) {
         const TileState state = tile_state(p.mask, g, b, qt, kt);
         if (state == TileState::Empty) continue;
-        recompute_probabilities(bp, g, keys, ops, b, h, qt, kt, state, s.get(), bias.get());
+        const TileColumns t = row_part_columns(p.mask, b, g.first_row(qt), rows, kt, g.keys_in(kt), state);
+        recompute_probabilities(bp, g, keys, ops, b, h, qt, kt, state, t, s.get(), bias.get());
         for (int64_t r = 0; r < rows; ++r) {
           float acc = 0.f;
           for (int64_t c = 0; c < g.keys_in(kt); ++c)

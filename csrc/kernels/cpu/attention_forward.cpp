@@ -14,6 +14,7 @@
 #include "attention_layout.h"
 #include "attention_pack.h"
 #include "attention_paths.h"
+#include "attention_row_parts.h"
 #include "attention_rows.h"
 #include "attention_schedule.h"
 #include "attention_softmax_tile.h"
@@ -27,27 +28,6 @@ namespace cpu {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// Rows of a Partial tile are multiplied in parts of at most this many, each over the key columns
-// the tile classifier leaves live for it (a causal diagonal tile: rows 0-15 see keys 0-15, rows
-// 16-31 keys 0-31, ...: 62.5% of the tile's products instead of 100%; with GQA a 16-row tile may
-// see a quarter of its key tile). 16: the key classifier's and the mask summary's granularity.
-constexpr int64_t kSplitRows = 16;
-constexpr int kMaxRowParts = (int)(kBlockQ / kSplitRows);
-
-// Key columns [lo, hi) of a tile that some rows may attend (multiples of 16; lo == hi: none).
-struct ColumnExtent {
-  int64_t lo = 0, hi = 0;
-};
-
-// How the rows of one tile are multiplied: whole (parts == 0: every row over every column), or
-// per head in row parts [part_begin(k), part_end(k)), each over its own columns (the rest of its
-// scores are -inf, its probabilities 0).
-struct TileColumns {
-  int64_t cols = 0;  // columns of S: the tile's keys rounded up to 16
-  int parts = 0;
-  ColumnExtent extent[kMaxRowParts];
-};
 
 // Per-thread fp32 scratch, reused across work items; rows = stacked rows of a tile. With bf16
 // products, q16 / p16 hold q and the probabilities as bf16 rows (rows padded to 32, zero; and
@@ -85,33 +65,9 @@ struct ForwardItem {
 
   // Row r0.. of head hh's rows in the stacked tile.
   int64_t stacked_row(int64_t hh, int64_t r0) const { return hh * rows + r0; }
-  int64_t part_begin(int k) const { return k * kSplitRows; }
-  int64_t part_end(int k) const { return std::min(rows, (k + 1) * kSplitRows); }
-
-  // Columns of key tile kt that rows [r0, r1) may attend, from the tile classifier on 16-key chunks.
-  ColumnExtent live_columns(int64_t kt, int64_t r0, int64_t r1, int64_t cols) const {
-    const int64_t j0 = kt * kBlockK;
-    ColumnExtent e{cols, 0};
-    for (int64_t c = 0; c < cols; c += kLanes)
-      if (p.mask.classify_tile(b, i0() + r0, i0() + r1, j0 + c, j0 + c + kLanes) != TileState::Empty) {
-        e.lo = std::min(e.lo, c);
-        e.hi = c + kLanes;
-      }
-    return e.lo < e.hi ? e : ColumnExtent{};
-  }
-
+  // A Partial tile's row parts (the same for every head of the group: the classifier is per batch).
   TileColumns columns_of(int64_t kt, TileState state) const {
-    TileColumns t;
-    t.cols = round_up16(g.keys_in(kt));
-    if (state != TileState::Partial) return t;
-    const int parts = (int)((rows + kSplitRows - 1) / kSplitRows);  // rows <= kBlockQ
-    bool narrower = false;
-    for (int k = 0; k < parts; ++k) {
-      t.extent[k] = live_columns(kt, part_begin(k), part_end(k), t.cols);
-      narrower |= t.extent[k].hi - t.extent[k].lo < t.cols;
-    }
-    if (narrower) t.parts = parts;  // else nothing to save: one product over the whole tile
-    return t;
+    return row_part_columns(p.mask, b, i0(), rows, kt, g.keys_in(kt), state);
   }
 
   // S rows [row0, row0 + m) over columns [lo, hi) = (scale q) k^T.
@@ -137,7 +93,7 @@ struct ForwardItem {
       const float neg_inf = -std::numeric_limits<float>::infinity();
       for (int64_t hh = 0; hh < g.group; ++hh)
         for (int k = 0; k < t.parts; ++k) {
-          const int64_t row0 = stacked_row(hh, part_begin(k)), m = part_end(k) - part_begin(k);
+          const int64_t row0 = stacked_row(hh, t.part_begin(k)), m = t.part_end(k) - t.part_begin(k);
           const ColumnExtent e = t.extent[k];
           if (e.hi > e.lo) score_rows(kt, row0, m, e);
           for (int64_t r = row0; r < row0 + m; ++r) {
@@ -182,7 +138,7 @@ struct ForwardItem {
     for (int64_t hh = 0; hh < g.group; ++hh)
       for (int k = 0; k < t.parts; ++k)
         if (t.extent[k].hi > t.extent[k].lo)
-          pv_rows(kt, stacked_row(hh, part_begin(k)), part_end(k) - part_begin(k), t.extent[k]);
+          pv_rows(kt, stacked_row(hh, t.part_begin(k)), t.part_end(k) - t.part_begin(k), t.extent[k]);
   }
 
   void run(const TileSpan& span) const {
